@@ -53,7 +53,7 @@ class Config:
     missing_seeds: tuple[int, int, int] = REFERENCE_MISSING_SEEDS
     #: Off by default (reference: static masks). When True the training split's masks are redrawn every epoch.
     redraw_train_masks: bool = False
-    #: "static" (reference) or "lnln" (a missing rate drawn per training sample and modality, in [0, rate]).
+    #: "static" (reference) or "lnln": each training sample and modality gets its own rate drawn from U[0, 1).
     train_missing_protocol: str = "static"
 
     # --- text encoder ------------------------------------------------------------------------
