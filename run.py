@@ -1,0 +1,208 @@
+"""Command-line entry point: train and test EMT-DLFR at one or more missing rates over seeds.
+
+    python run.py --dataset mosi --missing-rate 0.5              # one rate, seeds 111 1111 11111
+    python run.py --dataset mosi --sweep                         # the reference's grid 0.0..1.0
+    python run.py --dataset mosi --diff-missing 0.1 0.5 0.0      # per-modality rates (text audio vision)
+    python run.py --dataset mosi --describe                      # parameter counts, no data needed
+
+Every error caused by the input is one line on stderr and exit status 2 (see utils/errors.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from config import PRESETS, get_config, override, parse_set_pairs
+from utils.errors import ConfigError, DataError, UserError
+
+log = logging.getLogger("emt_dlfr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run.py", description="EMT-DLFR: train and test over missing rates and seeds.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", default="mosi", help=f"one of: {', '.join(PRESETS)}")
+    rates = p.add_mutually_exclusive_group()
+    rates.add_argument("--missing-rate", type=float, help="one rate for all modalities (default 0.4, as the reference's run.py)")
+    rates.add_argument("--missing-rates", type=float, nargs="+", help="several rates, one model per rate")
+    rates.add_argument("--sweep", action="store_true", help="the reference's grid: 0.0..1.0 (MOSI/MOSEI), 0.0..0.5 (SIMS)")
+    rates.add_argument("--diff-missing", type=float, nargs=3, metavar=("T", "A", "V"), help="per-modality rates")
+    p.add_argument("--seeds", type=int, nargs="+", default=[111, 1111, 11111], help="training seeds")
+    p.add_argument("--data-root", help="folder holding <DATASET>/Processed/*.pkl (or Datasets/<DATASET>/...); default $MMSA_DATA_ROOT")
+    p.add_argument("--data-path", help="any pickle in the MMSA format (overrides --data-root)")
+    p.add_argument("--use-normalized-data", action="store_true", help="SIMS: read unaligned_39_normalized.pkl")
+    p.add_argument("--fix-nonfinite", action="store_true", help="replace nan/inf features by 0 (and report counts) instead of failing")
+    p.add_argument("--strict-data", action="store_true", help="fail when a known file's SHA-1 is not the official one")
+    p.add_argument("--bert", help="BERT folder, hub name, 'minilm' or 'random:<tiny|base|base-chinese>'")
+    p.add_argument("--fusion", help="fusion strategy (default emt)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--amp", choices=["bf16"], help="bf16 autocast on GPUs (off by default)")
+    p.add_argument("--out", help="results directory (default results/<dataset>/<variant>)")
+    p.add_argument("--save-model", action="store_true", help="keep the best checkpoint of every cell")
+    p.add_argument("--no-attraction", action="store_true", help="drop the high-level attraction (EMT-LLFR)")
+    p.add_argument("--no-reconstruction", action="store_true", help="drop the low-level reconstruction (EMT-HLFR)")
+    p.add_argument("--key-eval", help="validation metric for model selection (default 'Loss', as the reference)")
+    p.add_argument("--max-epochs", type=int, help="cap on epochs (default: unbounded, early stopping only)")
+    p.add_argument("--step-trailing-batches", action="store_true", help="also step the 1-3 trailing batches of an epoch")
+    p.add_argument("--redraw-masks", action="store_true", help="redraw the training masks every epoch")
+    p.add_argument("--train-protocol", choices=["static", "lnln"], help="training missing protocol")
+    p.add_argument("--checkpoint-every-epoch", action=argparse.BooleanOptionalAction, default=None,
+                   help="save the training state after each epoch and resume from it (default on for MOSEI)")
+    p.add_argument("--deterministic", action="store_true", help="deterministic GPU kernels (slower)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config field")
+    p.add_argument("--describe", action="store_true", help="print parameter counts as JSON and exit")
+    p.add_argument("--load-reference-checkpoint", metavar="FILE", help="test a checkpoint saved by the authors' code")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    updates = parse_set_pairs(args.set)
+    flag_fields = {
+        "bert": args.bert, "fusion": args.fusion, "device": args.device, "amp": args.amp,
+        "key_eval": args.key_eval, "max_epochs": args.max_epochs,
+        "train_missing_protocol": args.train_protocol, "checkpoint_every_epoch": args.checkpoint_every_epoch,
+    }
+    updates.update({k: v for k, v in flag_fields.items() if v is not None})
+    for flag, field_name, value in (
+        (args.use_normalized_data, "use_normalized_data", True),
+        (args.no_attraction, "use_attraction", False),
+        (args.no_reconstruction, "use_reconstruction", False),
+        (args.step_trailing_batches, "step_trailing_batches", True),
+        (args.redraw_masks, "redraw_train_masks", True),
+        (args.deterministic, "deterministic", True),
+    ):
+        if flag:
+            updates[field_name] = value
+    return get_config(args.dataset, **updates)
+
+
+def rate_grid(args: argparse.Namespace, cfg) -> list[tuple[float, float, float]]:
+    if args.diff_missing:
+        grid = [tuple(args.diff_missing)]
+    elif args.sweep:
+        grid = [(r, r, r) for r in cfg.sweep_rates]
+    elif args.missing_rates:
+        grid = [(r, r, r) for r in args.missing_rates]
+    else:
+        r = 0.4 if args.missing_rate is None else args.missing_rate
+        grid = [(r, r, r)]
+    for rates in grid:
+        for r in rates:
+            if not 0.0 <= r <= 1.0:
+                raise ConfigError(f"missing rate {r} is outside [0, 1]")
+    return grid
+
+
+def setup_logging(out_dir: Path | None, name: str) -> Path | None:
+    from tqdm.auto import tqdm
+
+    class TqdmHandler(logging.Handler):
+        def emit(self, record):
+            tqdm.write(self.format(record), file=sys.stderr)
+
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    console = TqdmHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(console)
+    if out_dir is None:
+        return None
+    log_dir = Path(out_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    return log_file
+
+
+def describe_command(cfg) -> dict:
+    from models import build_model
+    from models.describe import describe
+
+    _, audio_dim, vision_dim = cfg.feature_dims
+    return describe(build_model(cfg, audio_dim, vision_dim))
+
+
+def load_data(cfg, args):
+    from data.load_data import load_mmsa
+    from data.paths import is_official_layout, resolve_data_path
+
+    data_path = resolve_data_path(cfg, data_root=args.data_root, data_path=args.data_path)
+    data = load_mmsa(data_path, label_range=cfg.label_range, fix_nonfinite=args.fix_nonfinite,
+                     strict_data=args.strict_data)
+    dims = data.feature_dims
+    expected = tuple(cfg.feature_dims[1:])
+    if tuple(dims[1:]) != expected:
+        if is_official_layout(data_path, cfg):
+            raise DataError(
+                f"{data_path}: audio/vision feature dims are {tuple(dims[1:])}, but the {cfg.dataset} config "
+                f"expects {expected}; is this the {cfg.dataset} file? (use --data-path for other feature sets)"
+            )
+        log.info("%s has audio/vision dims %s (the %s files have %s): training with the %s hyperparameters",
+                 data_path, tuple(dims[1:]), cfg.dataset, expected, cfg.dataset)
+    return data, data_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    if args.describe:
+        print(json.dumps(describe_command(cfg), indent=2))
+        return 0
+    grid = rate_grid(args, cfg)
+    out_dir = Path(args.out or Path("results") / cfg.dataset / cfg.variant)
+    from utils.results import prepare_out_dir
+
+    prepare_out_dir(out_dir, cfg)  # refuses an unwritable or foreign --out before any work
+    log_file = setup_logging(out_dir, f"run-{cfg.variant}-{cfg.dataset}")
+    data, data_path = load_data(cfg, args)
+    if args.load_reference_checkpoint:
+        from trains.experiment import evaluate_reference_checkpoint
+        from utils.io import atomic_write_json
+
+        results = {}
+        for rates in grid:
+            results[str(rates)] = evaluate_reference_checkpoint(cfg, data, data_path, rates, Path(args.load_reference_checkpoint),
+                                                                progress=not args.no_progress)
+            log.info("reference checkpoint at rates %s: %s", rates, results[str(rates)])
+        atomic_write_json(out_dir / "reference_checkpoint_test.json", results)
+        return 0
+    from trains.sweep import run_sweep
+
+    summary = run_sweep(cfg, data, data_path, grid, args.seeds, out_dir, save_model=args.save_model,
+                        progress=not args.no_progress)
+    log.info("results in %s (log %s)", out_dir / "normals", log_file)
+    print_summary(summary)
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    for tag, info in summary["rates"].items():
+        means = info["mean"]
+        shown = {k: round(v, 2) for k, v in means.items() if not k.startswith("Loss")}
+        print(f"rate {tag}: {shown}")
+    if "auilc" in summary:
+        print("AUILC:", {k: round(v, 1) for k, v in summary["auilc"].items() if not k.startswith("Loss")})
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; rerun the same command to continue", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,104 @@
+"""One unit of work of the reference's protocol: train and test a model at one missing rate and seed.
+
+For each (rate, seed) cell (reference-behaviour §1 "Sweep protocol" and §6): build the incomplete views
+of the three splits at that rate (static masks from the fixed missing seeds), seed everything with the
+training seed, build a fresh model, train it with early stopping, reload the best state and test it
+once on the test split with the incomplete view's prediction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from config import Config
+from data.load_data import MMSADataset, build_loaders
+from models import build_model
+from trains.trainer import Trainer
+from utils.io import atomic_torch_save
+from utils.seed import setup_seed
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+def build_datasets(cfg: Config, data, data_path: Path, rates: tuple[float, float, float]) -> dict:
+    """The three splits' datasets at ``rates``; only the training split takes the training-time options."""
+    datasets = {}
+    for split in SPLITS:
+        is_train = split == "train"
+        datasets[split] = MMSADataset(
+            data_path,
+            split,
+            missing_rates=rates,
+            missing_seeds=cfg.missing_seeds,
+            data=data,
+            label_range=cfg.label_range,
+            redraw_masks=cfg.redraw_train_masks and is_train,
+            protocol=cfg.train_missing_protocol if is_train else "static",
+        )
+    return datasets
+
+
+def model_for(cfg: Config, datasets: dict):
+    _, audio_dim, vision_dim = datasets["train"].feature_dims
+    return build_model(cfg, audio_dim, vision_dim)
+
+
+def run_cell(
+    cfg: Config,
+    data,
+    data_path: Path,
+    rates: tuple[float, float, float],
+    seed: int,
+    work_dir: Optional[Path] = None,
+    save_model_path: Optional[Path] = None,
+    progress: bool = True,
+) -> dict:
+    """Train and test one cell; return its record (test metrics, best epoch, timings).
+
+    ``work_dir`` holds the per-epoch training checkpoint when ``cfg.checkpoint_every_epoch`` is on, so a
+    killed cell resumes from its last finished epoch; the checkpoint is removed once the cell is done.
+    """
+    start = time.time()
+    datasets = build_datasets(cfg, data, data_path, rates)
+    setup_seed(seed, cfg.deterministic)
+    model = model_for(cfg, datasets)
+    loaders = build_loaders(datasets, cfg.batch_size, seed, cfg.num_workers)
+    trainer = Trainer(cfg, model, cfg.device, progress=progress)
+    checkpoint = None
+    if cfg.checkpoint_every_epoch and work_dir is not None:
+        checkpoint = Path(work_dir) / "train_state.pt"
+    fit = trainer.fit(loaders, checkpoint_path=checkpoint)
+    model.load_state_dict(fit.best_state)
+    test = trainer.evaluate(loaders["test"], desc="test")
+    if save_model_path is not None:
+        atomic_torch_save(save_model_path, fit.best_state)
+    if checkpoint is not None and checkpoint.exists():
+        checkpoint.unlink()
+    log.info("rates %s seed %d: best epoch %d of %d, test %s", rates, seed, fit.best_epoch, fit.epochs_run,
+             {k: round(v, 4) for k, v in test.items()})
+    return {
+        "rates": list(rates),
+        "seed": seed,
+        "test": test,
+        "best_epoch": fit.best_epoch,
+        "epochs": fit.epochs_run,
+        "best_valid": fit.best_valid,
+        "seconds": round(time.time() - start, 1),
+    }
+
+
+def evaluate_state(cfg: Config, data, data_path: Path, rates: tuple[float, float, float], state_dict: dict,
+                   progress: bool = True) -> dict:
+    """Test a given model state (e.g. a converted reference checkpoint) at ``rates`` without training."""
+    datasets = build_datasets(cfg, data, data_path, rates)
+    model = model_for(cfg, datasets)
+    model.load_state_dict(state_dict)
+    loaders = build_loaders(datasets, cfg.batch_size, seed=0, num_workers=cfg.num_workers)
+    return Trainer(cfg, model, cfg.device, progress=progress).evaluate(loaders["test"], desc="test")

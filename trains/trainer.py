@@ -1,0 +1,236 @@
+"""Training and evaluation loop of EMT-DLFR (reference-behaviour §6).
+
+* One epoch: ``model.train()``; gradients are zeroed at the start of every group of ``update_epochs``
+  (4) mini-batches and the optimiser steps after the group's last batch. The loss is not divided by 4,
+  so gradients are summed. The trailing 1-3 batches of an epoch are never stepped (the reference's
+  behaviour); ``step_trailing_batches=True`` steps them.
+* After each epoch the validation split is evaluated; the model with the best ``key_eval`` (default the
+  total validation loss, minimised, which is what the reference always uses) is kept, and training stops
+  after ``early_stop`` (8) epochs without improvement, or at ``max_epochs``.
+* A loss that becomes nan or inf stops the run with :class:`TrainingDivergedError` naming the epoch,
+  batch and loss term.
+* With a ``checkpoint_path`` the whole training state (model, optimiser, early-stopping state, epoch,
+  every RNG state and the loaders' shuffling generators) is saved atomically after every epoch, and a
+  later call with the same path continues from the last finished epoch, bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from config import Config
+from trains.losses import dlfr_loss
+from trains.optim import build_optimizer
+from utils.errors import CheckpointError, ConfigError, TrainingDivergedError
+from utils.io import atomic_torch_save
+from utils.metrics import eval_regression
+from utils.seed import capture_rng_state, restore_rng_state
+
+log = logging.getLogger(__name__)
+
+#: An improvement must beat the best value by more than this (the reference's 1e-6).
+IMPROVEMENT_EPS = 1e-6
+#: Validation keys where lower is better; every other metric is maximised.
+LOWER_IS_BETTER = ("Loss", "Loss(pred_m)", "MAE")
+#: Model inputs taken from a collated batch, in the order of the model's forward signature.
+MODEL_INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Move every tensor of a (nested) batch dict to ``device``; other values are kept as they are."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.to(device, non_blocking=True)
+        elif isinstance(value, dict):
+            out[key] = to_device(value, device)
+        else:
+            out[key] = value
+    return out
+
+
+def forward_batch(model: nn.Module, batch: dict) -> dict:
+    return model(**{key: batch[key] for key in MODEL_INPUTS})
+
+
+def is_better(key: str, value: float, best: Optional[float]) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    if key in LOWER_IS_BETTER:
+        return value < best - IMPROVEMENT_EPS
+    return value > best + IMPROVEMENT_EPS
+
+
+def autocast_context(cfg: Config, device: torch.device):
+    if cfg.amp == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    best_epoch: int
+    epochs_run: int
+    best_valid: dict
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    """Trains one model on one set of loaders; see the module docstring for the loop."""
+
+    def __init__(self, cfg: Config, model: nn.Module, device: torch.device | str = "cpu", progress: bool = True):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.optimizer = build_optimizer(cfg, model)
+        self.progress = progress
+
+    # ---------------------------------------------------------------------------------------------
+    def evaluate(self, loader, desc: str = "eval") -> dict:
+        """Metrics of the incomplete view's prediction, plus the mean total loss ("Loss") and the mean
+        incomplete-view task loss ("Loss(pred_m)") over batches, in eval mode."""
+        self.model.eval()
+        preds, labels, losses, task_losses = [], [], [], []
+        with torch.no_grad():
+            for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress):
+                batch = to_device(batch, self.device)
+                with autocast_context(self.cfg, self.device):
+                    out = forward_batch(self.model, batch)
+                    terms = dlfr_loss(out, batch, self.cfg)
+                preds.append(out["pred_m"].float().view(-1).cpu())
+                labels.append(batch["labels"]["M"].float().view(-1).cpu())
+                losses.append(terms["total"].item())
+                task_losses.append(terms["task_m"].item())
+        results = eval_regression(torch.cat(preds).numpy(), torch.cat(labels).numpy(), self.cfg.metric_set)
+        results["Loss"] = float(np.mean(losses))
+        results["Loss(pred_m)"] = float(np.mean(task_losses))
+        return results
+
+    def train_epoch(self, loader, epoch: int) -> dict:
+        cfg, model, optimizer = self.cfg, self.model, self.optimizer
+        model.train()
+        preds, labels, losses = [], [], []
+        num_batches = len(loader)
+        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
+        for index, batch in enumerate(bar):
+            if index % cfg.update_epochs == 0:
+                optimizer.zero_grad(set_to_none=True)
+            batch = to_device(batch, self.device)
+            with autocast_context(cfg, self.device):
+                out = forward_batch(model, batch)
+                terms = dlfr_loss(out, batch, cfg)
+            for name, value in terms.items():
+                if not torch.isfinite(value).all():
+                    raise TrainingDivergedError(
+                        f"training diverged: loss term '{name}' is {value.item()} at epoch {epoch}, "
+                        f"batch {index} (lower the learning rates, or check the data for extreme values)"
+                    )
+            terms["total"].backward()
+            group_done = (index + 1) % cfg.update_epochs == 0
+            trailing = cfg.step_trailing_batches and index + 1 == num_batches
+            if group_done or trailing:
+                optimizer.step()
+            preds.append(out["pred_m"].detach().float().view(-1).cpu())
+            labels.append(batch["labels"]["M"].float().view(-1).cpu())
+            losses.append(terms["total"].item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        results = eval_regression(torch.cat(preds).numpy(), torch.cat(labels).numpy(), cfg.metric_set)
+        results["Loss"] = float(np.mean(losses))
+        return results
+
+    # ---------------------------------------------------------------------------------------------
+    def _state(self, epoch: int, best: dict, history: list, loaders: dict) -> dict:
+        return {
+            "format": "emt-dlfr-train-state/1",
+            "config": self.cfg.to_dict(),
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best": best,
+            "history": history,
+            "rng": capture_rng_state(),
+            "loader_rng": {name: loader.generator.get_state() for name, loader in loaders.items()
+                           if getattr(loader, "generator", None) is not None},
+        }
+
+    def _resume(self, path: Path, loaders: dict):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a truncated or foreign file
+            raise CheckpointError(f"cannot read training checkpoint {path}: {exc}") from None
+        if state.get("format") != "emt-dlfr-train-state/1":
+            raise CheckpointError(f"{path} is not a training checkpoint of this project")
+        if state["config"] != self.cfg.to_dict():
+            diff = sorted(k for k in state["config"] if state["config"].get(k) != self.cfg.to_dict().get(k))
+            raise CheckpointError(
+                f"checkpoint {path} was written with another config (differs in: {', '.join(diff)}); "
+                "remove it or use the config it was made with"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
+        for name, gen_state in state["loader_rng"].items():
+            loaders[name].generator.set_state(gen_state)
+        return state["epoch"], state["best"], state["history"]
+
+    def fit(self, loaders: dict, checkpoint_path: Optional[Path] = None) -> FitResult:
+        """Train until early stopping; return the best state (on the CPU) and the history."""
+        cfg = self.cfg
+        epoch, history = 0, []
+        best = {"value": None, "epoch": 0, "valid": {}, "state": None}
+        if checkpoint_path is not None and Path(checkpoint_path).exists():
+            epoch, best, history = self._resume(Path(checkpoint_path), loaders)
+            log.info("resumed from %s after epoch %d", checkpoint_path, epoch)
+        bar = tqdm(total=cfg.max_epochs, initial=epoch, desc="epochs", leave=False, disable=not self.progress)
+        while True:
+            if cfg.max_epochs is not None and epoch >= cfg.max_epochs:
+                break
+            if best["value"] is not None and epoch - best["epoch"] >= cfg.early_stop:
+                break
+            epoch += 1
+            train_set = loaders["train"].dataset
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch - 1)
+            train_res = self.train_epoch(loaders["train"], epoch)
+            valid_res = self.evaluate(loaders["valid"], desc="valid")
+            value = valid_res[cfg.key_eval] if cfg.key_eval in valid_res else None
+            if value is None:
+                raise ConfigError(f"key_eval {cfg.key_eval!r} is not a validation metric "
+                                  f"(choose from: {', '.join(valid_res)})")
+            improved = is_better(cfg.key_eval, value, best["value"])
+            if improved:
+                best = {
+                    "value": value,
+                    "epoch": epoch,
+                    "valid": valid_res,
+                    "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                }
+            history.append({"epoch": epoch, "train": train_res, "valid": valid_res, "improved": improved})
+            log.info(
+                "epoch %d | train %s | valid %s%s", epoch, _fmt(train_res), _fmt(valid_res),
+                " | best" if improved else "",
+            )
+            bar.update(1)
+            bar.set_postfix({cfg.key_eval: f"{value:.4f}", "best_epoch": best["epoch"]})
+            if checkpoint_path is not None:
+                atomic_torch_save(checkpoint_path, self._state(epoch, best, history, loaders))
+        bar.close()
+        if best["state"] is None:
+            best["state"] = copy.deepcopy(self.model.state_dict())
+        return FitResult(best["state"], best["epoch"], epoch, best["valid"], history)
+
+
+def _fmt(results: dict) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in results.items() if isinstance(v, float))

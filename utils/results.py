@@ -1,0 +1,165 @@
+"""Result files of a run or a sweep, laid out as the reference's plus machine-readable JSON.
+
+A sweep directory holds:
+
+* ``config.json``: the resolved config and its fingerprint. A rerun with another config into the same
+  directory is refused, so old and new results never mix.
+* ``cells/mr<rates>/seed<seed>.json``: one (missing rate, seed) cell, written atomically when the cell
+  finishes (its test metrics, best epoch, config fingerprint). A cell file exists only when complete.
+* ``normals/<dataset>-regression-<r>.csv``: per rate, the mean and population std over seeds (x100)
+  as ``(mean, std)`` tuples, one column per metric, as the reference writes them.
+* ``normals/<dataset>-regression-<r>-detail.csv``: per-seed rows (x100) plus mean/std, max and min rows.
+* ``normals/<dataset>-regression-aggregated.csv``: one row per rate (seed means x100 and stds) and a
+  final ``AUC`` row with the AUILC of every metric (trapezoid over the rates including 0.0, 1 decimal).
+* ``results.json``: the same numbers for programs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from config import Config
+from utils.errors import ConfigError
+from utils.io import atomic_write_json, atomic_write_text
+from utils.metrics import auilc
+
+#: Config fields that change how fast a run goes but not what it computes; left out of the fingerprint.
+RUNTIME_FIELDS = ("device", "num_workers", "checkpoint_every_epoch")
+#: Decimals of the x100 means in the CSVs (the reference rounds to 2) and of the AUILC row (1).
+CSV_DECIMALS = 2
+AUILC_DECIMALS = 1
+
+
+def config_fingerprint(cfg: Config) -> str:
+    relevant = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_FIELDS}
+    blob = json.dumps(relevant, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def rate_tag(rates: tuple[float, float, float]) -> str:
+    """``0.5`` for equal rates, ``0.1-0.5-0.0`` for per-modality (text-audio-vision) rates."""
+    t, a, v = rates
+    if t == a == v:
+        return f"{t:.1f}" if round(t, 1) == t else f"{t:g}"
+    return "-".join(f"{x:g}" for x in rates)
+
+
+def cell_path(out_dir: Path, rates: tuple[float, float, float], seed: int) -> Path:
+    return Path(out_dir) / "cells" / f"mr{rate_tag(rates)}" / f"seed{seed}.json"
+
+
+def prepare_out_dir(out_dir: Path, cfg: Config) -> str:
+    """Create ``out_dir`` (checking it is writable) and pin it to ``cfg``; return the fingerprint."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output directory {out_dir} cannot be written ({exc.strerror or exc}); choose another --out") from None
+    fingerprint = config_fingerprint(cfg)
+    config_file = out_dir / "config.json"
+    if config_file.exists():
+        try:
+            old = json.loads(config_file.read_text())
+        except json.JSONDecodeError:
+            raise ConfigError(f"{config_file} is not valid JSON; remove it or use another --out") from None
+        if old.get("fingerprint") != fingerprint:
+            old_cfg = old.get("config", {})
+            diff = sorted(k for k, v in cfg.to_dict().items()
+                          if k not in RUNTIME_FIELDS and json.dumps(old_cfg.get(k), default=str) != json.dumps(v, default=str))
+            raise ConfigError(
+                f"{out_dir} holds results of another config (differs in: {', '.join(diff) or 'unknown'}); "
+                "use another --out, or remove the directory to start over"
+            )
+    atomic_write_json(config_file, {"fingerprint": fingerprint, "config": cfg.to_dict()})
+    return fingerprint
+
+
+def write_cell(out_dir: Path, record: dict) -> Path:
+    path = cell_path(out_dir, tuple(record["rates"]), record["seed"])
+    atomic_write_json(path, record)
+    return path
+
+
+def read_cell(out_dir: Path, rates: tuple[float, float, float], seed: int, fingerprint: str) -> Optional[dict]:
+    """The finished cell's record, or None when it is absent (or belongs to another config)."""
+    path = cell_path(out_dir, rates, seed)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("fingerprint") == fingerprint else None
+
+
+def _summary_rows(records: list[dict], keys: list[str]) -> dict:
+    values = {k: np.array([r["test"][k] for r in records], dtype=float) * 100 for k in keys}
+    return {
+        "mean": {k: float(np.mean(v)) for k, v in values.items()},
+        "std": {k: float(np.std(v)) for k, v in values.items()},
+        "per_seed": {int(r["seed"]): {k: float(r["test"][k]) * 100 for k in keys} for r in records},
+    }
+
+
+def aggregate(out_dir: Path, cfg: Config, grid: Iterable[tuple[float, float, float]], seeds: Iterable[int],
+              fingerprint: str) -> dict:
+    """Write the per-rate, detail and aggregated CSVs and results.json from the finished cells."""
+    out_dir = Path(out_dir)
+    normals = out_dir / "normals"
+    seeds = list(seeds)
+    summary: dict = {"dataset": cfg.dataset, "variant": cfg.variant, "fingerprint": fingerprint, "rates": {}}
+    agg_rows = []
+    for rates in grid:
+        records = [r for s in seeds if (r := read_cell(out_dir, rates, s, fingerprint)) is not None]
+        if not records:
+            continue
+        keys = list(records[0]["test"].keys())
+        stats = _summary_rows(records, keys)
+        tag = rate_tag(rates)
+        summary["rates"][tag] = {"rates": list(rates), "seeds": [r["seed"] for r in records], **stats}
+        per_rate = {"Model": cfg.variant, **per_rate_tuple(stats, keys)}
+        atomic_write_text(normals / f"{cfg.dataset}-regression-{tag}.csv", pd.DataFrame([per_rate]).to_csv(index=False))
+        detail = [{"Model": cfg.variant, "Seed": str(s), **{k: round(v, CSV_DECIMALS) for k, v in row.items()}}
+                  for s, row in stats["per_seed"].items()]
+        detail.append({"Model": cfg.variant, "Seed": "<mean/std>", **per_rate_tuple(stats, keys)})
+        for label, pick in (("<max/seed>", np.argmax), ("<min/seed>", np.argmin)):
+            row = {"Model": cfg.variant, "Seed": label}
+            for k in keys:
+                column = [stats["per_seed"][s][k] for s in stats["per_seed"]]
+                i = int(pick(column))
+                row[k] = f"({column[i]:.{CSV_DECIMALS}f}, {list(stats['per_seed'])[i]})"
+            detail.append(row)
+        atomic_write_text(normals / f"{cfg.dataset}-regression-{tag}-detail.csv", pd.DataFrame(detail).to_csv(index=False))
+        agg_rows.append({"rate": tag, **{k: round(stats["mean"][k], CSV_DECIMALS) for k in keys},
+                         **{f"{k}_std": round(stats["std"][k], CSV_DECIMALS) for k in keys}})
+    if agg_rows:
+        auc_row = auilc_row(summary, cfg)
+        if auc_row is not None:
+            summary["auilc"] = auc_row
+            agg_rows.append({"rate": "AUC", **{k: round(v, AUILC_DECIMALS) for k, v in auc_row.items()}})
+        atomic_write_text(normals / f"{cfg.dataset}-regression-aggregated.csv", pd.DataFrame(agg_rows).to_csv(index=False))
+    atomic_write_json(out_dir / "results.json", summary)
+    return summary
+
+
+def per_rate_tuple(stats: dict, keys: list[str]) -> dict:
+    return {k: f"({stats['mean'][k]:.{CSV_DECIMALS}f}, {stats['std'][k]:.{CSV_DECIMALS}f})" for k in keys}
+
+
+def auilc_row(summary: dict, cfg: Config) -> Optional[dict]:
+    """AUILC of each metric over equal-rate cells, when they form a grid starting at 0.0 (else None)."""
+    entries = sorted(
+        (info["rates"][0], info["mean"]) for info in summary["rates"].values()
+        if len(set(info["rates"])) == 1
+    )
+    if len(entries) < 2 or entries[0][0] != 0.0:
+        return None
+    rates = [r for r, _ in entries]
+    keys = entries[0][1].keys()
+    return {k: float(auilc([m[k] for _, m in entries], rates)) for k in keys}
