@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-from config import PRESETS, get_config, override, parse_set_pairs
+from config import PRESETS, get_config, parse_set_pairs
+from trains import sweep
 from utils.errors import ConfigError, DataError, UserError
+from utils.results import aggregate, prepare_out_dir
 
 log = logging.getLogger("emt_dlfr")
 
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config field")
     p.add_argument("--describe", action="store_true", help="print parameter counts as JSON and exit")
     p.add_argument("--load-reference-checkpoint", metavar="FILE", help="test a checkpoint saved by the authors' code")
+    p.add_argument("--gpus", help="comma-separated GPU indices; several run independent cells in parallel, one process each")
+    p.add_argument("--shard", metavar="I/N", help="run only every N-th cell, starting at I (cluster job arrays)")
+    p.add_argument("--no-aggregate", action="store_true", help="write cell results only (shards, workers)")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="copy finished cells of shard directories into --out, then aggregate")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -156,17 +161,32 @@ def load_data(cfg, args):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    devices = sweep.parse_devices(args.gpus) if args.gpus else None
+    if devices is not None and len(devices) == 1:
+        args.device = devices[0]
     cfg = config_from_args(args)
     if args.describe:
         print(json.dumps(describe_command(cfg), indent=2))
         return 0
     grid = rate_grid(args, cfg)
+    shard = sweep.parse_shard(args.shard) if args.shard else None
     out_dir = Path(args.out or Path("results") / cfg.dataset / cfg.variant)
-    from utils.results import prepare_out_dir
-
-    prepare_out_dir(out_dir, cfg)  # refuses an unwritable or foreign --out before any work
+    if args.merge:
+        copied = sweep.merge_cells(out_dir, [Path(d) for d in args.merge])
+        print(f"merged {copied} cells into {out_dir}")
+    fingerprint = prepare_out_dir(out_dir, cfg)  # refuses an unwritable or foreign --out before any work
     log_file = setup_logging(out_dir, f"run-{cfg.variant}-{cfg.dataset}")
+    if args.merge:
+        print_summary(aggregate(out_dir, cfg, grid, args.seeds, fingerprint))
+        return 0
+    if devices is not None and len(devices) > 1:
+        todo = sweep.count_todo(out_dir, grid, args.seeds, fingerprint, shard=None)
+        log.info("%d cells to do on %d devices (%s)", todo, len(devices), ", ".join(devices))
+        sweep.run_workers(sweep.worker_commands(argv, devices), out_dir, todo, progress=not args.no_progress)
+        print_summary(aggregate(out_dir, cfg, grid, args.seeds, fingerprint))
+        return 0
     data, data_path = load_data(cfg, args)
     if args.load_reference_checkpoint:
         from trains.experiment import evaluate_reference_checkpoint
@@ -179,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             log.info("reference checkpoint at rates %s: %s", rates, results[str(rates)])
         atomic_write_json(out_dir / "reference_checkpoint_test.json", results)
         return 0
-    from trains.sweep import run_sweep
-
-    summary = run_sweep(cfg, data, data_path, grid, args.seeds, out_dir, save_model=args.save_model,
-                        progress=not args.no_progress)
+    summary = sweep.run_sweep(cfg, data, data_path, grid, args.seeds, out_dir, save_model=args.save_model,
+                              shard=shard, progress=not args.no_progress, write_aggregate=not args.no_aggregate)
+    if args.no_aggregate:
+        return 0
     log.info("results in %s (log %s)", out_dir / "normals", log_file)
     print_summary(summary)
     return 0

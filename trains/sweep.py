@@ -9,7 +9,11 @@ always consistent with what has finished.
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -17,11 +21,17 @@ from tqdm.auto import tqdm
 
 from config import Config
 from trains.experiment import run_cell
+from utils.errors import ConfigError, UserError
+from utils.io import atomic_write_text
 from utils.results import aggregate, prepare_out_dir, rate_tag, read_cell, write_cell
 
 log = logging.getLogger(__name__)
 
 Rates = tuple[float, float, float]
+
+
+class SweepWorkerError(UserError):
+    """A worker process of a multi-GPU sweep failed."""
 
 
 def all_cells(grid: Iterable[Rates], seeds: Iterable[int]) -> list[tuple[Rates, int]]:
@@ -35,6 +45,12 @@ def select_shard(cells: list, shard: Optional[tuple[int, int]]) -> list:
         return cells
     index, count = shard
     return cells[index::count]
+
+
+def count_todo(out_dir: Path, grid: list[Rates], seeds: list[int], fingerprint: str,
+               shard: Optional[tuple[int, int]] = None) -> int:
+    cells = select_shard(all_cells(grid, seeds), shard)
+    return sum(read_cell(out_dir, rates, seed, fingerprint) is None for rates, seed in cells)
 
 
 def model_file(out_dir: Path, cfg: Config, rates: Rates, seed: int) -> Path:
@@ -51,6 +67,7 @@ def run_sweep(
     save_model: bool = False,
     shard: Optional[tuple[int, int]] = None,
     progress: bool = True,
+    write_aggregate: bool = True,
 ) -> dict:
     """Run the unfinished cells of this sweep (or of one shard of it) and return the aggregate."""
     out_dir = Path(out_dir)
@@ -69,5 +86,102 @@ def run_sweep(
         )
         record["fingerprint"] = fingerprint
         write_cell(out_dir, record)
-        aggregate(out_dir, cfg, grid, seeds, fingerprint)
-    return aggregate(out_dir, cfg, grid, seeds, fingerprint)
+        if write_aggregate:
+            aggregate(out_dir, cfg, grid, seeds, fingerprint)
+    return aggregate(out_dir, cfg, grid, seeds, fingerprint) if write_aggregate else {}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard expects I/N with integers (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def parse_devices(text: str) -> list[str]:
+    """``"0,1,3"`` -> ["cuda:0", "cuda:1", "cuda:3"]; ``cpu`` entries stay ``cpu`` (tests, CPU clusters)."""
+    devices = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.isdigit():
+            devices.append(f"cuda:{item}")
+        elif item == "cpu" or item.startswith("cuda"):
+            devices.append(item)
+        else:
+            raise ConfigError(f"--gpus expects GPU indices such as 0,1,2 (or cpu), got {item!r}")
+    if not devices:
+        raise ConfigError("--gpus is empty")
+    return devices
+
+
+def worker_commands(argv: list[str], devices: list[str]) -> list[list[str]]:
+    """One ``run.py`` command per device, each running every N-th cell of the sweep on its device."""
+    base = _strip_options(argv, {"--gpus": 1, "--device": 1, "--shard": 1})
+    run_py = str(Path(__file__).resolve().parent.parent / "run.py")
+    return [
+        [sys.executable, run_py, *base, "--device", device, "--shard", f"{k}/{len(devices)}",
+         "--no-progress", "--no-aggregate"]
+        for k, device in enumerate(devices)
+    ]
+
+
+def _strip_options(argv: list[str], options: dict[str, int]) -> list[str]:
+    out, skip = [], 0
+    for item in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = item.split("=", 1)[0]
+        if name in options:
+            skip = 0 if "=" in item else options[name]
+            continue
+        out.append(item)
+    return out
+
+
+def run_workers(commands: list[list[str]], out_dir: Path, total_todo: int, progress: bool = True,
+                poll_seconds: float = 2.0) -> None:
+    """Start the worker processes, show one progress bar over the cells they finish, wait for all."""
+    out_dir = Path(out_dir)
+    before = set(out_dir.glob("cells/*/*.json"))
+    procs = [subprocess.Popen(cmd) for cmd in commands]
+    with tqdm(total=total_todo, desc="cells", disable=not progress) as bar:
+        while any(p.poll() is None for p in procs):
+            time.sleep(poll_seconds)
+            bar.n = min(total_todo, len(set(out_dir.glob("cells/*/*.json")) - before))
+            bar.refresh()
+        bar.n = min(total_todo, len(set(out_dir.glob("cells/*/*.json")) - before))
+        bar.refresh()
+    failed = [(cmd, p.returncode) for cmd, p in zip(commands, procs) if p.returncode != 0]
+    if failed:
+        raise SweepWorkerError(
+            "; ".join(f"worker on {cmd[cmd.index('--device') + 1]} exited with status {code}" for cmd, code in failed)
+            + " (finished cells are saved: rerun the same command to redo the rest)"
+        )
+
+
+def merge_cells(dest: Path, sources: list[Path]) -> int:
+    """Copy the finished cells of shard directories ``sources`` into ``dest`` (same config required)."""
+    dest = Path(dest)
+    dest_cfg = json.loads((dest / "config.json").read_text())["fingerprint"] if (dest / "config.json").exists() else None
+    copied = 0
+    for source in map(Path, sources):
+        config_file = source / "config.json"
+        if not config_file.exists():
+            raise ConfigError(f"{source} is not a results directory (no config.json)")
+        fingerprint = json.loads(config_file.read_text())["fingerprint"]
+        if dest_cfg is None:
+            dest.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(dest / "config.json", config_file.read_text())
+            dest_cfg = fingerprint
+        if fingerprint != dest_cfg:
+            raise ConfigError(f"{source} was made with another config than {dest}; they cannot be merged")
+        for cell in source.glob("cells/*/*.json"):
+            target = dest / cell.relative_to(source)
+            if not target.exists():
+                atomic_write_text(target, cell.read_text())
+                copied += 1
+    return copied

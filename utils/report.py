@@ -1,0 +1,201 @@
+"""Turn one or more sweep directories into the paper's tables and curves.
+
+    python -m utils.report results/mosi/emt-dlfr results/mosi/emt [--paper] [--out DIR]
+
+Each directory is a sweep written by run.py (``results.json`` + ``config.json``); each becomes one
+variant (EMT-DLFR, EMT-HLFR, EMT-LLFR, EMT, or any other config), shown side by side:
+
+* ``auilc.md`` / ``auilc.csv``: the Table 6 layout for MOSI/MOSEI (MAE, Corr, Acc-7, Acc-5, Acc-2 and F1
+  as Has0/Non0) or the Table 7 layout for SIMS, one row per variant, AUILC over the swept rates
+  (trapezoid including rate 0.0); with ``--paper`` the paper's published row is added, labelled as such.
+* ``per_rate.md`` / ``per_rate.csv``: per rate, mean ± population std over seeds, one column per variant.
+* ``curves.png`` / ``curves.pdf``: metric against missing rate, one line per variant (Figures 4-6);
+  with ``--paper`` the curve readings from the paper's figures are overlaid as a dashed reference line.
+
+Scales follow the paper: MAE and Corr as fractions, accuracies and F1 in percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from utils.errors import UserError
+from utils.io import atomic_write_text
+from utils.paper import PAPER_AUILC, PAPER_CURVES
+
+#: (column title, metric keys) of the paper's tables; two keys are shown as "Has0/Non0".
+TABLE_COLUMNS = {
+    "mosi": (("MAE", ("MAE",)), ("Corr", ("Corr",)), ("Acc-7", ("Mult_acc_7",)), ("Acc-5", ("Mult_acc_5",)),
+             ("Acc-2", ("Has0_acc_2", "Non0_acc_2")), ("F1", ("Has0_F1_score", "Non0_F1_score"))),
+    "sims": (("MAE", ("MAE",)), ("Corr", ("Corr",)), ("Acc-5", ("Mult_acc_5",)), ("Acc-3", ("Mult_acc_3",)),
+             ("Acc-2", ("Mult_acc_2",)), ("F1", ("F1_score",))),
+}
+#: Metrics drawn in the curves (as the paper's figures).
+CURVE_METRICS = {
+    "mosi": (("MAE", "MAE"), ("Corr", "Corr"), ("Acc-7", "Mult_acc_7"), ("Acc-2 (Non0)", "Non0_acc_2")),
+    "sims": (("MAE", "MAE"), ("Corr", "Corr"), ("Acc-5", "Mult_acc_5"), ("Acc-2", "Mult_acc_2")),
+}
+#: Shown as fractions (value x100 / 100), as in the paper's tables.
+FRACTION_METRICS = ("MAE", "Corr")
+FIGURE_NUMBER = {"mosi": 4, "mosei": 5, "sims": 6}
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (without pulling in the tabulate package)."""
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def paper_scale(key: str, value_x100: float) -> float:
+    return value_x100 / 100 if key in FRACTION_METRICS else value_x100
+
+
+def fmt(key: str, value: float) -> str:
+    return f"{value:.3f}" if key in FRACTION_METRICS else f"{value:.1f}"
+
+
+def load_sweep(directory: Path) -> dict:
+    directory = Path(directory)
+    results_file = directory / "results.json"
+    if not results_file.exists():
+        raise UserError(f"{directory} holds no results.json; is it a results directory written by run.py?")
+    summary = json.loads(results_file.read_text())
+    if not summary.get("rates"):
+        raise UserError(f"{results_file} has no finished cells yet")
+    config = json.loads((directory / "config.json").read_text())["config"]
+    summary["config"] = config
+    summary["family"] = "sims" if config.get("metric_set") == "sims" else "mosi"
+    return summary
+
+
+def variant_labels(sweeps: list[dict], dirs: list[Path]) -> list[str]:
+    """Paper names (EMT-DLFR, ...); directories that share one get their folder name appended."""
+    names = [s["variant"].upper() for s in sweeps]
+    return [f"{n} ({d.name})" if names.count(n) > 1 else n for n, d in zip(names, dirs)]
+
+
+def equal_rate_points(summary: dict) -> list[tuple[float, dict, dict]]:
+    points = [(info["rates"][0], info["mean"], info["std"]) for info in summary["rates"].values()
+              if len(set(info["rates"])) == 1]
+    return sorted(points, key=lambda p: p[0])
+
+
+def auilc_table(sweeps: list[dict], labels: list[str], family: str, dataset: str, paper: bool) -> pd.DataFrame:
+    rows = []
+    for summary, label in zip(sweeps, labels):
+        auc = summary.get("auilc")
+        row = {"Model": label}
+        for title, keys in TABLE_COLUMNS[family]:
+            row[title] = "/".join(fmt(k, paper_scale(k, auc[k])) if auc else "n/a" for k in keys)
+        rows.append(row)
+    if paper and dataset in PAPER_AUILC:
+        ref = PAPER_AUILC[dataset]
+        rows.append({"Model": "EMT-DLFR (paper, Table 7)" if family == "sims" else "EMT-DLFR (paper, Table 6)",
+                     **{title: "/".join(fmt(k, ref[k]) for k in keys) for title, keys in TABLE_COLUMNS[family]}})
+    return pd.DataFrame(rows)
+
+
+def per_rate_tables(sweeps: list[dict], labels: list[str], family: str) -> tuple[str, pd.DataFrame]:
+    long_rows, blocks = [], []
+    for title, keys in TABLE_COLUMNS[family]:
+        for key in keys:
+            rates = sorted({p[0] for s in sweeps for p in equal_rate_points(s)})
+            table = {"rate": [f"{r:.1f}" for r in rates]}
+            for summary, label in zip(sweeps, labels):
+                lookup = {r: (m[key], sd[key]) for r, m, sd in equal_rate_points(summary)}
+                column = []
+                for r in rates:
+                    if r in lookup:
+                        mean, std = (paper_scale(key, v) for v in lookup[r])
+                        column.append(f"{fmt(key, mean)} ± {fmt(key, std)}")
+                        long_rows.append({"variant": label, "rate": r, "metric": key, "mean": mean, "std": std})
+                    else:
+                        column.append("")
+                table[label] = column
+            blocks.append(f"### {key}\n\n" + markdown_table(pd.DataFrame(table)))
+    return "\n\n".join(blocks) + "\n", pd.DataFrame(long_rows)
+
+
+def plot_curves(sweeps: list[dict], labels: list[str], family: str, dataset: str, paper: bool, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = CURVE_METRICS[family]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
+    for ax, (title, key) in zip(axes, metrics):
+        for summary, label in zip(sweeps, labels):
+            points = equal_rate_points(summary)
+            rates = [p[0] for p in points]
+            ax.errorbar(rates, [p[1][key] for p in points], yerr=[p[2][key] for p in points],
+                        marker="o", ms=3, capsize=2, label=label)
+        if paper and key in PAPER_CURVES.get(dataset, {}):
+            rates, values = PAPER_CURVES[dataset][key]
+            ax.plot(rates, values, "k--", marker="x", lw=1,
+                    label=f"EMT-DLFR, paper (read from Fig. {FIGURE_NUMBER.get(dataset, '?')})")
+        ax.set_title(f"{title} (x100)")
+        ax.set_xlabel("missing rate")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{dataset}: test metrics against the missing rate")
+    fig.tight_layout()
+    paths = []
+    for suffix in ("png", "pdf"):
+        path = out / f"curves.{suffix}"
+        tmp = out / f".curves.tmp.{suffix}"
+        fig.savefig(tmp, dpi=150)
+        tmp.replace(path)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def make_report(dirs: list[Path], out: Path | None = None, paper: bool = False) -> dict:
+    """Write the tables and figures; return their paths and the Markdown of the AUILC table."""
+    dirs = [Path(d) for d in dirs]
+    sweeps = [load_sweep(d) for d in dirs]
+    datasets = {s["dataset"] for s in sweeps}
+    families = {s["family"] for s in sweeps}
+    if len(families) > 1:
+        raise UserError("cannot put SIMS and MOSI/MOSEI sweeps in one report (different metrics)")
+    family, dataset = families.pop(), sorted(datasets)[0]
+    out = Path(out) if out else dirs[0].parent / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    labels = variant_labels(sweeps, dirs)
+    auc = auilc_table(sweeps, labels, family, dataset, paper)
+    auc_md = markdown_table(auc)
+    rates_md, rates_long = per_rate_tables(sweeps, labels, family)
+    atomic_write_text(out / "auilc.md", f"# AUILC on {dataset}\n\n{auc_md}\n")
+    atomic_write_text(out / "auilc.csv", auc.to_csv(index=False))
+    atomic_write_text(out / "per_rate.md", f"# Per-rate test metrics on {dataset} (mean ± std over seeds)\n\n{rates_md}")
+    atomic_write_text(out / "per_rate.csv", rates_long.to_csv(index=False))
+    figures = plot_curves(sweeps, labels, family, dataset, paper, out)
+    return {"out": out, "auilc_markdown": auc_md, "figures": figures}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="sweep directories written by run.py")
+    parser.add_argument("--out", type=Path, help="where to write (default: <first dir>/../report)")
+    parser.add_argument("--paper", action="store_true", help="overlay the paper's published values")
+    args = parser.parse_args(argv)
+    report = make_report(args.dirs, args.out, args.paper)
+    print(report["auilc_markdown"])
+    print(f"\ntables and figures in {report['out']} (curves: {report['figures'][0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
