@@ -200,7 +200,7 @@ class Trainer:
             if best["value"] is not None and epoch - best["epoch"] >= cfg.early_stop:
                 break
             epoch += 1
-            train_set = loaders["train"].dataset
+            train_set = getattr(loaders["train"], "dataset", None)
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(epoch - 1)
             train_res = self.train_epoch(loaders["train"], epoch)

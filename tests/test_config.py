@@ -1,0 +1,51 @@
+"""Typed, frozen config: reference defaults per dataset, strict overrides."""
+
+import dataclasses
+
+import pytest
+
+from config import get_config, override, parse_set_pairs
+from utils.errors import ConfigError
+
+
+def test_presets_carry_reference_values():
+    mosi, mosei, sims = get_config("mosi"), get_config("mosei"), get_config("sims")
+    assert (mosi.batch_size, mosei.batch_size, sims.batch_size) == (32, 16, 32)
+    assert (mosi.learning_rate_bert, mosei.learning_rate_bert, sims.learning_rate_bert) == (5e-5, 2e-5, 2e-5)
+    assert (mosi.d_model, mosei.d_model, sims.d_model) == (128, 128, 32)
+    assert (mosi.fusion_layers, mosei.fusion_layers, sims.fusion_layers) == (3, 2, 4)
+    assert (sims.loss_attra_weight, sims.loss_recon_weight) == (0.5, 0.5)
+    assert mosi.missing_seeds == (111, 1111, 11111) and mosi.early_stop == 8 and mosi.update_epochs == 4
+    assert sims.sweep_rates == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5) and len(mosi.sweep_rates) == 11
+    assert mosi.key_eval == "Loss" and mosi.max_epochs is None
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        get_config("mosi").batch_size = 3
+
+
+def test_overrides_are_typed_and_unknown_keys_refused():
+    cfg = get_config("mosi", d_model="64", mpu_share="false", sweep_rates="0.0 0.5", max_epochs="none")
+    assert cfg.d_model == 64 and cfg.mpu_share is False and cfg.sweep_rates == (0.0, 0.5) and cfg.max_epochs is None
+    with pytest.raises(ConfigError, match="unknown config key"):
+        get_config("mosi", not_a_key=1)
+    with pytest.raises(ConfigError, match="expected int"):
+        get_config("mosi", batch_size="many")
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        get_config("cmu-mosi")
+    with pytest.raises(ConfigError, match="divisible"):
+        override(get_config("mosi"), {"heads": 3})
+
+
+def test_set_pairs_parse():
+    assert parse_set_pairs(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(ConfigError):
+        parse_set_pairs(["novalue"])
+
+
+def test_variant_names():
+    assert get_config("mosi").variant == "emt-dlfr"
+    assert get_config("mosi", use_reconstruction=False).variant == "emt-hlfr"
+    assert get_config("mosi", use_attraction=False).variant == "emt-llfr"
+    assert get_config("mosi", use_attraction=False, use_reconstruction=False).variant == "emt"

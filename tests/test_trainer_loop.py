@@ -1,0 +1,116 @@
+"""The training loop's control flow: gradient accumulation groups, trailing batches, early stopping,
+model selection by key_eval, and the non-finite loss stop. A stand-in model keeps these tests fast."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from config import get_config
+from trains import trainer as trainer_mod
+from trains.trainer import Trainer, is_better
+from utils.errors import TrainingDivergedError
+
+
+class StandIn(nn.Module):
+    """Has the attribute names the optimiser groups use, and one 'other' parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.text_model = nn.Linear(1, 1)
+        self.audio_model = nn.Linear(1, 1)
+        self.video_model = nn.Linear(1, 1)
+        self.head = nn.Linear(1, 1)
+
+    def forward(self, **_):
+        return {}
+
+
+class Loader(list):
+    generator = None
+
+
+def cfg_for(**kw):
+    return dataclasses.replace(get_config("tiny"), **kw)
+
+
+def scripted_fit(monkeypatch, cfg, valid_losses):
+    calls = iter(valid_losses)
+    trainer = Trainer(cfg, StandIn(), progress=False)
+    monkeypatch.setattr(trainer, "train_epoch", lambda loader, epoch: {"Loss": 0.0})
+    monkeypatch.setattr(trainer, "evaluate", lambda loader, desc="": {"Loss": next(calls), "Corr": 0.0})
+    return trainer.fit({"train": Loader(), "valid": Loader()})
+
+
+def test_early_stopping_after_patience_without_improvement(monkeypatch):
+    cfg = cfg_for(early_stop=3, max_epochs=None)
+    result = scripted_fit(monkeypatch, cfg, [5, 4, 3, 3.5, 3.2, 3.0000001, 9, 9])
+    assert result.best_epoch == 3
+    assert result.epochs_run == 6  # epochs 4, 5, 6 without improvement
+    assert result.best_valid["Loss"] == 3
+
+
+def test_max_epochs_caps_training(monkeypatch):
+    result = scripted_fit(monkeypatch, cfg_for(early_stop=10, max_epochs=2), [5, 4, 3])
+    assert result.epochs_run == 2 and result.best_epoch == 2
+
+
+def test_is_better_directions():
+    assert is_better("Loss", 0.5, 0.6) and not is_better("Loss", 0.6, 0.5)
+    assert is_better("Corr", 0.6, 0.5) and not is_better("Corr", 0.5, 0.6)
+    assert not is_better("Loss", 0.6 - 1e-7, 0.6)  # within the reference's 1e-6
+    assert is_better("MAE", 1.0, None)
+
+
+def count_steps(monkeypatch, num_batches, **kw):
+    cfg = cfg_for(**kw)
+    model = StandIn()
+    trainer = Trainer(cfg, model, progress=False)
+    steps, zeros = [], []
+    monkeypatch.setattr(trainer.optimizer, "step", lambda: steps.append(1))
+    original_zero = trainer.optimizer.zero_grad
+    monkeypatch.setattr(trainer.optimizer, "zero_grad", lambda set_to_none=True: (zeros.append(1), original_zero()))
+
+    def fake_forward(model_, batch):
+        return {"pred_m": model_.head(torch.ones(2, 1))}
+
+    def fake_loss(out, batch, cfg_):
+        return {"task_m": out["pred_m"].sum(), "total": out["pred_m"].sum()}
+
+    monkeypatch.setattr(trainer_mod, "forward_batch", fake_forward)
+    monkeypatch.setattr(trainer_mod, "dlfr_loss", fake_loss)
+    batch = {"labels": {"M": torch.zeros(2, 1)}}
+    trainer.train_epoch([batch] * num_batches, epoch=1)
+    return len(steps), len(zeros), model.head.weight.grad
+
+
+def test_accumulation_steps_once_per_group_and_drops_trailing_batches(monkeypatch):
+    steps, zeros, _ = count_steps(monkeypatch, 10, update_epochs=4)
+    assert steps == 2 and zeros == 3  # batches 0-3, 4-7 stepped; 8-9 accumulated but never stepped
+
+
+def test_step_trailing_batches_option(monkeypatch):
+    steps, _, _ = count_steps(monkeypatch, 10, update_epochs=4, step_trailing_batches=True)
+    assert steps == 3
+
+
+def test_gradients_are_summed_not_averaged(monkeypatch):
+    _, _, grad = count_steps(monkeypatch, 3, update_epochs=4)
+    # d/dw sum(w*1 + b) over a batch of 2 is 2 per batch; 3 batches accumulated without division
+    assert grad.item() == pytest.approx(6.0)
+
+
+def test_non_finite_loss_stops_with_epoch_batch_and_term(monkeypatch):
+    trainer = Trainer(cfg_for(), StandIn(), progress=False)
+    monkeypatch.setattr(trainer_mod, "forward_batch", lambda m, b: {"pred_m": m.head(torch.ones(2, 1))})
+    calls = iter([1.0, float("nan")])
+
+    def loss(out, batch, cfg):
+        value = out["pred_m"].sum() * next(calls)
+        return {"task_m": value, "rec_audio": value, "total": value}
+
+    monkeypatch.setattr(trainer_mod, "dlfr_loss", loss)
+    batch = {"labels": {"M": torch.zeros(2, 1)}}
+    with pytest.raises(TrainingDivergedError, match=r"'task_m' is nan at epoch 7, batch 1"):
+        trainer.train_epoch([batch, batch], epoch=7)
