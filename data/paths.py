@@ -7,14 +7,14 @@ variable and both layouts are accepted: ``ROOT/<cfg.data_file>`` and ``ROOT/Data
 (``cfg.normalized_data_file`` with ``cfg.use_normalized_data``, SIMS only). ``--data-path`` names any
 MMSA-format pickle directly and wins over both.
 
-A file found through a data root is in the *official layout*: ``run.py`` then treats feature widths that
-disagree with ``cfg.feature_dims`` as an error, whereas a file given by ``--data-path`` may have its own.
+A file at ``.../<cfg.data_file>`` (every file found through a data root) is in the *official layout*:
+``run.py`` then treats feature widths that disagree with ``cfg.feature_dims`` as an error, whereas a file
+given by ``--data-path`` somewhere else may have widths of its own.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -31,14 +31,6 @@ _HOW_TO_FIX = (
     f"pass --data-root DIR (or set {DATA_ROOT_ENV}=DIR) where DIR holds the MMSA tree, "
     "or --data-path FILE.pkl to name a feature file directly"
 )
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """A resolved feature file; ``official_layout`` is True when it was found under a data root."""
-
-    path: Path
-    official_layout: bool
 
 
 def relative_data_file(cfg: Config) -> str:
@@ -60,11 +52,11 @@ def candidate_paths(cfg: Config, data_root: str | os.PathLike) -> list[Path]:
     return [root / relative, root / REFERENCE_SUBDIR / relative]
 
 
-def resolve_data_source(
+def resolve_data_path(
     cfg: Config,
     data_root: Optional[str | os.PathLike] = None,
     data_path: Optional[str | os.PathLike] = None,
-) -> DataSource:
+) -> Path:
     """Find the feature file: ``data_path`` wins, else ``data_root``, else ``$MMSA_DATA_ROOT``.
 
     Raises DataError naming every path looked at and how to point the program at the data.
@@ -73,19 +65,19 @@ def resolve_data_source(
         path = Path(data_path).expanduser()
         if not path.is_file():
             raise DataError(f"--data-path {path} does not exist or is not a file; {_HOW_TO_FIX}")
-        return DataSource(path=path, official_layout=False)
+        return path
 
     root = data_root if data_root not in (None, "") else os.environ.get(DATA_ROOT_ENV, "")
     if not root:
+        relative = relative_data_file(cfg)
         raise DataError(
-            f"no data location given for dataset '{cfg.dataset}' (looked for "
-            f"<root>/{relative_data_file(cfg)} and <root>/{REFERENCE_SUBDIR}/{relative_data_file(cfg)}); "
-            f"{_HOW_TO_FIX}"
+            f"no data location given for dataset '{cfg.dataset}' (looked for <root>/{relative} and "
+            f"<root>/{REFERENCE_SUBDIR}/{relative}); {_HOW_TO_FIX}"
         )
     candidates = candidate_paths(cfg, root)
     for path in candidates:
         if path.is_file():
-            return DataSource(path=path, official_layout=True)
+            return path
     origin = "--data-root" if data_root not in (None, "") else f"${DATA_ROOT_ENV}"
     looked = ", ".join(str(p) for p in candidates)
     raise DataError(
@@ -94,19 +86,11 @@ def resolve_data_source(
     )
 
 
-def resolve_data_path(
-    cfg: Config,
-    data_root: Optional[str | os.PathLike] = None,
-    data_path: Optional[str | os.PathLike] = None,
-) -> Path:
-    """The path of :func:`resolve_data_source`."""
-    return resolve_data_source(cfg, data_root, data_path).path
+def is_official_layout(path: str | os.PathLike, cfg: Config) -> bool:
+    """Whether ``path`` sits where a data root puts ``cfg``'s file (``.../<cfg.data_file>``).
 
-
-def is_official_layout(
-    cfg: Config,
-    data_root: Optional[str | os.PathLike] = None,
-    data_path: Optional[str | os.PathLike] = None,
-) -> bool:
-    """Whether the file resolves through a data root (official layout) rather than ``--data-path``."""
-    return resolve_data_source(cfg, data_root, data_path).official_layout
+    True for every file :func:`resolve_data_path` finds under a data root; a ``--data-path`` elsewhere
+    (any other folder or file name) is False, and may then have feature widths of its own.
+    """
+    relative = Path(relative_data_file(cfg)).parts
+    return Path(path).expanduser().parts[-len(relative):] == relative
