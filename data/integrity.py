@@ -112,7 +112,8 @@ def check_integrity(path: str | os.PathLike, *, strict: bool = False) -> Integri
     path = Path(path)
     sha1 = file_sha1(path)
     official = next((f for f in OFFICIAL_FILES if f.sha1 == sha1), None)
-    same_name = [f for f in OFFICIAL_FILES if Path(f.relative_path).name == path.name]
+    same_place = [f for f in OFFICIAL_FILES if path.parts[-3:] == Path(f.relative_path).parts]
+    same_name = same_place or [f for f in OFFICIAL_FILES if Path(f.relative_path).name == path.name]
     mismatch = official is None and bool(same_name)
     if official is not None:
         logger.info("data file %s is the official %s (SHA-1 %s)", path, official.relative_path, sha1)

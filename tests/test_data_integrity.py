@@ -82,9 +82,20 @@ def test_official_name_with_other_content_warns_or_refuses(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="data.integrity"):
         result = check_integrity(path)
     assert result.mismatch is True and result.official is None
-    assert any("not comparable with the paper" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("not comparable with the paper" in m and OFFICIAL_FILES[0].sha1 in m for m in messages)
+    assert not any(OFFICIAL_FILES[1].sha1 in m for m in messages)  # the folder says MOSI, not MOSEI
     with pytest.raises(DataError, match=r"--strict-data"):
         check_integrity(path, strict=True)
+
+
+def test_bare_official_name_is_compared_with_every_file_of_that_name(tmp_path, caplog):
+    path = tmp_path / "unaligned_50.pkl"
+    path.write_bytes(b"something else")
+    with caplog.at_level(logging.WARNING, logger="data.integrity"):
+        assert check_integrity(path).mismatch is True
+    message = caplog.records[0].getMessage()
+    assert OFFICIAL_FILES[0].sha1 in message and OFFICIAL_FILES[1].sha1 in message
 
 
 def test_unknown_file_is_reported_unofficial_without_warning(tmp_path, caplog):
