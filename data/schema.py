@@ -278,24 +278,3 @@ def validate_mmsa(
         logger.info("%s: set %d audio -inf value(s) to 0 (as the reference does)", _where(source, split, "audio"), count)
     return report
 
-
-def check_feature_dims(
-    found: tuple[int, int],
-    expected: tuple[int, int],
-    *,
-    source: str,
-    official_layout: bool,
-) -> bool:
-    """Compare the file's (d_audio, d_vision) with the config's; True when they agree.
-
-    Under the official layout a disagreement means the wrong file or dataset and is a DataError; a file
-    given by ``--data-path`` may have its own widths (the model is built from the file), which is logged.
-    """
-    found, expected = tuple(int(d) for d in found), tuple(int(d) for d in expected)
-    if found == expected:
-        return True
-    message = f"data file {source}: (audio, vision) feature widths are {found}, the dataset config expects {expected}"
-    if official_layout:
-        raise DataError(f"{message}; is this the right dataset? (use --data-path for a custom feature file)")
-    logger.info("%s; building the model for the file's widths", message)
-    return False

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from data.schema import REQUIRED_KEYS, REQUIRED_SPLITS, check_feature_dims, validate_mmsa
+from data.schema import REQUIRED_KEYS, REQUIRED_SPLITS, validate_mmsa
 from tests.data_fixtures import AUDIO_LEN, isolated_data_state, make_mmsa  # noqa: F401 (fixture)
 from utils.errors import DataError
 
@@ -175,9 +175,3 @@ def test_feature_widths_must_agree_across_splits():
     with pytest.raises(DataError, match=r"key 'audio': feature widths differ across splits"):
         validate(raw)
 
-
-def test_check_feature_dims_official_vs_custom():
-    assert check_feature_dims((5, 20), (5, 20), source=SOURCE, official_layout=True) is True
-    assert check_feature_dims((3, 4), (5, 20), source=SOURCE, official_layout=False) is False
-    with pytest.raises(DataError, match=r"feature widths are \(3, 4\), the dataset config expects \(5, 20\)"):
-        check_feature_dims((3, 4), (5, 20), source=SOURCE, official_layout=True)
