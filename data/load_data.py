@@ -148,7 +148,8 @@ def load_mmsa(
     except OSError as exc:
         raise DataError(f"cannot read data file {path}: {exc.strerror or exc}") from None
     range_key = None if label_range is None else tuple(float(b) for b in label_range)
-    key = (str(path), stat.st_size, stat.st_mtime_ns, range_key, bool(fix_nonfinite), bool(strict_data), bool(check_hash))
+    options = (range_key, bool(fix_nonfinite), bool(strict_data), bool(check_hash))
+    key = (str(path), stat.st_size, stat.st_mtime_ns, *options)
     if key in _cache:
         return _cache[key]
     clear_load_cache()  # release the previous file before reading the next one
@@ -166,12 +167,19 @@ def load_mmsa(
     return data
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_rates(missing_rates: Any) -> tuple[float, float, float]:
     rates = tuple(missing_rates)
     if len(rates) != len(MODALITIES):
-        raise ConfigError(f"missing_rates must give one rate per modality (text, audio, vision), got {missing_rates!r}")
+        raise ConfigError(
+            f"missing_rates must give one rate per modality (text, audio, vision), got {missing_rates!r}"
+        )
     for modality, rate in zip(MODALITIES, rates):
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
+        is_number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+        if not (is_number and math.isfinite(rate) and 0.0 <= rate <= 1.0):
             raise ConfigError(f"missing rate of {modality} must be a number in [0, 1], got {rate!r}")
     return tuple(float(r) for r in rates)
 
@@ -179,9 +187,11 @@ def _check_rates(missing_rates: Any) -> tuple[float, float, float]:
 def _check_seeds(missing_seeds: Any) -> tuple[int, int, int]:
     seeds = tuple(missing_seeds)
     if len(seeds) != len(MODALITIES):
-        raise ConfigError(f"missing_seeds must give one seed per modality (text, audio, vision), got {missing_seeds!r}")
+        raise ConfigError(
+            f"missing_seeds must give one seed per modality (text, audio, vision), got {missing_seeds!r}"
+        )
     for modality, seed in zip(MODALITIES, seeds):
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        if not (_is_integer(seed) and 0 <= seed <= MAX_SEED):
             raise ConfigError(f"missing seed of {modality} must be an integer in [0, {MAX_SEED}], got {seed!r}")
     return tuple(int(s) for s in seeds)
 
@@ -228,7 +238,9 @@ class MMSADataset(Dataset):
         elif pkl_path is not None and Path(pkl_path).expanduser().resolve() != data.path:
             raise ValueError(f"pkl_path {pkl_path} is not the file of the given data ({data.path})")
         if split not in data.splits:
-            raise DataError(f"data file {data.path} has no split {split!r} (splits: {', '.join(data.splits)})")
+            raise DataError(
+                f"data file {data.path} has no split {split!r} (splits: {', '.join(data.splits)})"
+            )
         self.data = data
         self.split = split
         self.protocol = protocol
@@ -244,7 +256,11 @@ class MMSADataset(Dataset):
         self.keep = self._draw_keep_masks(epoch=0)
 
         self.num_samples = arrays.num_samples
-        self.seq_lens = (int(arrays.text_bert.shape[2]), int(arrays.audio.shape[1]), int(arrays.vision.shape[1]))
+        self.seq_lens = (  # (L, T_a, T_v)
+            int(arrays.text_bert.shape[2]),
+            int(arrays.audio.shape[1]),
+            int(arrays.vision.shape[1]),
+        )
         self.feature_dims = (arrays.text_dim, int(arrays.audio.shape[2]), int(arrays.vision.shape[2]))
         self.has_unimodal_labels = len(arrays.labels) > 1
 
@@ -252,17 +268,22 @@ class MMSADataset(Dataset):
         """Per modality, the (N, T) bool keep-mask K."""
         return {
             modality: keep_mask(
-                self._valid[modality], rate, seed, is_text=(modality == "text"), protocol=self.protocol, epoch=epoch
+                self._valid[modality],
+                rate,
+                seed,
+                is_text=(modality == "text"),
+                protocol=self.protocol,
+                epoch=epoch,
             )
             for modality, rate, seed in zip(MODALITIES, self.missing_rates, self.missing_seeds)
         }
 
     def set_epoch(self, epoch: int) -> None:
-        """Redraw the masks for ``epoch`` when ``redraw_masks`` is set (epoch 0 = the static masks); else no-op.
+        """Redraw the masks for ``epoch`` if ``redraw_masks`` is set (epoch 0: the static masks); else no-op.
 
         Call it before iterating the loader of that epoch (loaders without persistent workers pick it up).
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        if not (_is_integer(epoch) and epoch >= 0):
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
         if self.redraw_masks and epoch != self.epoch:
             self.keep = self._draw_keep_masks(epoch=int(epoch))
@@ -287,7 +308,8 @@ class MMSADataset(Dataset):
             modality_keep = keep[modality][index]  # (T,) bool
             item[modality] = torch.tensor(features)
             item[f"{modality}_m"] = torch.from_numpy(mask_frames(features, modality_keep))
-            item[f"{modality}_lengths"] = torch.tensor(getattr(arrays, f"{modality}_lengths")[index], dtype=torch.int64)
+            length = getattr(arrays, f"{modality}_lengths")[index]
+            item[f"{modality}_lengths"] = torch.tensor(length, dtype=torch.int64)
             item[f"{modality}_mask"] = torch.from_numpy(self._valid[modality][index].astype(np.int64))
             item[f"{modality}_missing_mask"] = torch.from_numpy(modality_keep.astype(np.int64))
         item["labels"] = {
@@ -301,7 +323,8 @@ class MMSADataset(Dataset):
 
 def loader_seed(seed: int, split: str) -> int:
     """The shuffle seed of ``split``'s loader: a deterministic function of the run seed and the split name."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(split.encode("utf-8"))]).generate_state(1, np.uint64)[0])
+    sequence = np.random.SeedSequence([seed, zlib.crc32(split.encode("utf-8"))])
+    return int(sequence.generate_state(1, np.uint64)[0])
 
 
 def build_loaders(
@@ -316,18 +339,22 @@ def build_loaders(
     torch seed, here from ``loader.generator``, seeded by :func:`loader_seed` so the same seed gives the
     same order. Workers are not persistent, so :meth:`MMSADataset.set_epoch` reaches them.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if not (_is_integer(batch_size) and batch_size >= 1):
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not (_is_integer(seed) and seed >= 0):
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral) or num_workers < 0:
+    if not (_is_integer(num_workers) and num_workers >= 0):
         raise ConfigError(f"num_workers must be a non-negative integer, got {num_workers!r}")
     loaders = {}
     for split, dataset in datasets.items():
         generator = torch.Generator()
         generator.manual_seed(loader_seed(int(seed), split))
         loaders[split] = DataLoader(
-            dataset, batch_size=int(batch_size), shuffle=True, num_workers=int(num_workers), generator=generator
+            dataset,
+            batch_size=int(batch_size),
+            shuffle=True,
+            num_workers=int(num_workers),
+            generator=generator,
         )
     return loaders
 

@@ -52,7 +52,7 @@ _SCAN_CHUNK = 256
 
 @dataclass
 class ValidationReport:
-    """What :func:`validate_mmsa` changed: audio -inf zeroed per split, other non-finite fixed per (split, key)."""
+    """What :func:`validate_mmsa` changed: audio -inf zeroed per split, other non-finite per (split, key)."""
 
     source: str
     audio_neg_inf_zeroed: dict[str, int] = field(default_factory=dict)
@@ -124,12 +124,13 @@ def _check_text_bert_values(text_bert: np.ndarray, where: str) -> None:
         raise DataError(
             f"{where}: input ids (row {TEXT_IDS_ROW}) must be non-negative integers; sample {bad[0]} is not"
         )
-    ordered = np.isin(mask, (0.0, 1.0)).all(axis=1) & (mask[:, 0] == 1) & (np.diff(mask, axis=1) <= 0).all(axis=1)
+    binary = np.isin(mask, (0.0, 1.0)).all(axis=1)
+    ordered = binary & (mask[:, 0] == 1) & (np.diff(mask, axis=1) <= 0).all(axis=1)
     bad = np.flatnonzero(~ordered)
     if bad.size:
         raise DataError(
-            f"{where}: the attention mask (row {TEXT_MASK_ROW}) must be 1s ([CLS], tokens, [SEP]) followed by "
-            f"0s (padding); sample {bad[0]} has {mask[bad[0]].tolist()}"
+            f"{where}: the attention mask (row {TEXT_MASK_ROW}) must be 1s ([CLS], tokens, [SEP]) "
+            f"followed by 0s (padding); sample {bad[0]} has {mask[bad[0]].tolist()}"
         )
 
 
@@ -146,8 +147,8 @@ def _check_lengths(lengths: Any, max_len: int, where: str) -> np.ndarray:
     bad = np.flatnonzero((lengths < 1) | (lengths > max_len))
     if bad.size:
         raise DataError(
-            f"{where}: lengths must lie in 1..{max_len} (the sequence axis); sample {bad[0]} has {lengths[bad[0]]} "
-            f"({bad.size} sample(s) out of range)"
+            f"{where}: lengths must lie in 1..{max_len} (the sequence axis); sample {bad[0]} has "
+            f"{lengths[bad[0]]} ({bad.size} sample(s) out of range)"
         )
     return lengths
 
@@ -157,8 +158,8 @@ def _check_label_range(labels: np.ndarray, label_range: tuple[float, float], whe
     bad = np.flatnonzero((labels < low) | (labels > high))
     if bad.size:
         raise DataError(
-            f"{where}: labels must lie in [{low}, {high}] for this dataset; sample {bad[0]} has {labels[bad[0]]} "
-            f"({bad.size} label(s) out of range; wrong dataset or --data-path?)"
+            f"{where}: labels must lie in [{low}, {high}] for this dataset; sample {bad[0]} has "
+            f"{labels[bad[0]]} ({bad.size} label(s) out of range; wrong dataset or --data-path?)"
         )
 
 
@@ -183,7 +184,9 @@ def _validate_split(
     unimodal = [key for key in UNIMODAL_LABEL_KEYS.values() if key in split_data]
     if unimodal and len(unimodal) != len(UNIMODAL_LABEL_KEYS):
         absent = [k for k in UNIMODAL_LABEL_KEYS.values() if k not in split_data]
-        raise DataError(f"{where}: has {', '.join(unimodal)} but not {', '.join(absent)} (SIMS has all three)")
+        raise DataError(
+            f"{where}: has {', '.join(unimodal)} but not {', '.join(absent)} (SIMS has all three)"
+        )
     label_keys = [LABEL_KEY, *unimodal]
 
     arrays: dict[str, np.ndarray] = {}
@@ -192,7 +195,8 @@ def _validate_split(
     for key in LENGTH_KEYS.values():
         arrays[key] = np.asarray(split_data[key])
     for key in label_keys:
-        arrays[key] = _as_vector(_as_float32(split_data[key], _where(source, split, key)), _where(source, split, key))
+        where_key = _where(source, split, key)
+        arrays[key] = _as_vector(_as_float32(split_data[key], where_key), where_key)
     arrays[ID_KEY] = np.asarray(split_data[ID_KEY])
 
     firsts = {key: (array.shape[0] if array.ndim else None) for key, array in arrays.items()}
@@ -212,7 +216,9 @@ def _validate_split(
             )
 
     for key in (*FEATURE_KEYS, *label_keys):
-        neg_inf_zeroed, counts = _scrub_nonfinite(arrays[key], zero_neg_inf=(key == "audio"), fix=fix_nonfinite)
+        neg_inf_zeroed, counts = _scrub_nonfinite(
+            arrays[key], zero_neg_inf=(key == "audio"), fix=fix_nonfinite
+        )
         if neg_inf_zeroed:
             report.audio_neg_inf_zeroed[split] = neg_inf_zeroed
         total = sum(counts.values())
@@ -225,7 +231,9 @@ def _validate_split(
                 "pass --fix-nonfinite to replace them with 0"
             )
         report.nonfinite_fixed[(split, key)] = total
-        logger.warning("%s: replaced %d non-finite value(s) (%s) with 0", _where(source, split, key), total, kinds)
+        logger.warning(
+            "%s: replaced %d non-finite value(s) (%s) with 0", _where(source, split, key), total, kinds
+        )
 
     _check_text_bert_values(arrays["text_bert"], _where(source, split, "text_bert"))
     for modality, key in LENGTH_KEYS.items():
@@ -250,7 +258,9 @@ def validate_mmsa(
     (None skips the check). Returns what was changed.
     """
     if not isinstance(raw, Mapping):
-        raise DataError(f"data file {source}: expected a dict with splits {REQUIRED_SPLITS}, got {type(raw).__name__}")
+        raise DataError(
+            f"data file {source}: expected a dict with splits {REQUIRED_SPLITS}, got {type(raw).__name__}"
+        )
     missing = [split for split in REQUIRED_SPLITS if split not in raw]
     if missing:
         raise DataError(
@@ -260,7 +270,12 @@ def validate_mmsa(
     report = ValidationReport(source=source)
     for split in REQUIRED_SPLITS:
         _validate_split(
-            raw[split], source=source, split=split, label_range=label_range, fix_nonfinite=fix_nonfinite, report=report
+            raw[split],
+            source=source,
+            split=split,
+            label_range=label_range,
+            fix_nonfinite=fix_nonfinite,
+            report=report,
         )
 
     unimodal = {split: UNIMODAL_LABEL_KEYS["T"] in raw[split] for split in REQUIRED_SPLITS}
@@ -273,8 +288,12 @@ def validate_mmsa(
         widths = {split: raw[split][modality].shape[2] for split in REQUIRED_SPLITS}
         if len(set(widths.values())) != 1:
             listed = ", ".join(f"{split}: {d}" for split, d in widths.items())
-            raise DataError(f"data file {source}, key '{modality}': feature widths differ across splits ({listed})")
+            raise DataError(
+                f"data file {source}, key '{modality}': feature widths differ across splits ({listed})"
+            )
     for split, count in report.audio_neg_inf_zeroed.items():
-        logger.info("%s: set %d audio -inf value(s) to 0 (as the reference does)", _where(source, split, "audio"), count)
+        logger.info(
+            "%s: set %d audio -inf value(s) to 0 (as the reference does)", _where(source, split, "audio"), count
+        )
     return report
 

@@ -113,7 +113,8 @@ def test_item_fields_dtypes_and_shapes(mmsa_file, mmsa_raw):
     assert item["index"] == 1 and item["id"] == "video1$_$1"
     np.testing.assert_array_equal(item["audio"].numpy(), raw["audio"][1])
     assert item["audio_lengths"].item() == raw["audio_lengths"][1]
-    assert item["audio_mask"].tolist() == [1] * int(raw["audio_lengths"][1]) + [0] * (AUDIO_LEN - int(raw["audio_lengths"][1]))
+    length = int(raw["audio_lengths"][1])
+    assert item["audio_mask"].tolist() == [1] * length + [0] * (AUDIO_LEN - length)
 
 
 def test_item_incomplete_view_follows_the_keep_masks(mmsa_file, mmsa_raw):
@@ -210,7 +211,8 @@ def test_same_seed_same_order_and_generator_state_restores(mmsa_file):
 
 def test_build_loaders_argument_checks(mmsa_file):
     datasets = {"train": dataset(mmsa_file)}
-    for kwargs in ({"batch_size": 0, "seed": 1}, {"batch_size": 2, "seed": -1}, {"batch_size": 2.5, "seed": 1}):
+    bad = ({"batch_size": 0, "seed": 1}, {"batch_size": 2, "seed": -1}, {"batch_size": 2.5, "seed": 1})
+    for kwargs in bad:
         with pytest.raises(ConfigError):
             build_loaders(datasets, **kwargs)
 

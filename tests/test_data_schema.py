@@ -103,7 +103,8 @@ def test_labels_outside_the_range():
     raw = make_mmsa()
     raw["valid"]["regression_labels"][1] = 3.5
     validate(make_mmsa(), label_range=(-3.0, 3.0))
-    with pytest.raises(DataError, match=r"split 'valid', key 'regression_labels': labels must lie in \[-3.0, 3.0\]"):
+    expected = r"split 'valid', key 'regression_labels': labels must lie in \[-3.0, 3.0\]"
+    with pytest.raises(DataError, match=expected):
         validate(raw, label_range=(-3.0, 3.0))
 
 
