@@ -20,7 +20,6 @@ from typing import Iterable, Optional
 from tqdm.auto import tqdm
 
 from config import Config
-from trains.experiment import run_cell
 from utils.errors import ConfigError, UserError
 from utils.io import atomic_write_text
 from utils.results import aggregate, prepare_out_dir, rate_tag, read_cell, write_cell
@@ -70,6 +69,8 @@ def run_sweep(
     write_aggregate: bool = True,
 ) -> dict:
     """Run the unfinished cells of this sweep (or of one shard of it) and return the aggregate."""
+    from trains.experiment import run_cell  # torch and the model are imported only when cells run
+
     out_dir = Path(out_dir)
     fingerprint = prepare_out_dir(out_dir, cfg)
     cells = select_shard(all_cells(grid, seeds), shard)
