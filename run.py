@@ -121,7 +121,7 @@ def setup_logging(out_dir: Path | None, name: str) -> Path | None:
     console = TqdmHandler()
     console.setFormatter(logging.Formatter("%(message)s"))
     # per-epoch metric lines go to the log file only; the console has the progress bars
-    console.addFilter(lambda record: record.name != "trains.trainer" or record.levelno >= logging.WARNING)
+    console.addFilter(lambda record: record.name != "trains.trainer.epochs")
     root.addHandler(console)
     if out_dir is None:
         return None

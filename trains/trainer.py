@@ -38,6 +38,8 @@ from utils.metrics import eval_regression
 from utils.seed import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
+#: Per-epoch metric lines; run.py sends them to the log file only (the console shows progress bars).
+epoch_log = logging.getLogger(__name__ + ".epochs")
 
 #: An improvement must beat the best value by more than this (the reference's 1e-6).
 IMPROVEMENT_EPS = 1e-6
@@ -218,7 +220,7 @@ class Trainer:
                     "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
                 }
             history.append({"epoch": epoch, "train": train_res, "valid": valid_res, "improved": improved})
-            log.info(
+            epoch_log.info(
                 "epoch %d | train %s | valid %s%s", epoch, _fmt(train_res), _fmt(valid_res),
                 " | best" if improved else "",
             )
