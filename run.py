@@ -107,6 +107,15 @@ def rate_grid(args: argparse.Namespace, cfg) -> list[tuple[float, float, float]]
     return grid
 
 
+def check_key_eval(cfg) -> None:
+    """Refuse a model-selection key that validation never reports, before any training."""
+    from utils.metrics import MOSI_KEYS, SIMS_KEYS
+
+    known = ("Loss", "Loss(pred_m)", *(SIMS_KEYS if cfg.metric_set == "sims" else MOSI_KEYS))
+    if cfg.key_eval not in known:
+        raise ConfigError(f"key_eval {cfg.key_eval!r} is not a validation metric (choose from: {', '.join(known)})")
+
+
 def setup_logging(out_dir: Path | None, name: str) -> Path | None:
     from tqdm.auto import tqdm
 
@@ -143,7 +152,7 @@ def describe_command(cfg) -> dict:
 
 
 def load_data(cfg, args):
-    from data.load_data import load_mmsa
+    from data.load_data import MMSADataset, find_empty_modalities, load_mmsa
     from data.paths import is_official_layout, resolve_data_path
 
     data_path = resolve_data_path(cfg, data_root=args.data_root, data_path=args.data_path)
@@ -159,6 +168,8 @@ def load_data(cfg, args):
             )
         log.info("%s has audio/vision dims %s (the %s files have %s): training with the %s hyperparameters",
                  data_path, tuple(dims[1:]), cfg.dataset, expected, cfg.dataset)
+    for split in data.splits:  # warns about a modality that is all zeros even at rate 0 (a broken file)
+        find_empty_modalities(MMSADataset(data_path, split, (0.0, 0.0, 0.0), cfg.missing_seeds, data=data))
     return data, data_path
 
 
@@ -173,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(describe_command(cfg), indent=2))
         return 0
     grid = rate_grid(args, cfg)
+    check_key_eval(cfg)
     shard = sweep.parse_shard(args.shard) if args.shard else None
     out_dir = Path(args.out or Path("results") / cfg.dataset / cfg.variant)
     if args.merge:

@@ -18,7 +18,9 @@ import torch
 from config import Config
 from data.load_data import MMSADataset, build_loaders
 from models import build_model
+from models.reference_checkpoint import load_reference_checkpoint
 from trains.trainer import Trainer
+from utils.errors import ConfigError
 from utils.io import atomic_torch_save
 from utils.seed import setup_seed
 
@@ -46,8 +48,19 @@ def build_datasets(cfg: Config, data, data_path: Path, rates: tuple[float, float
 
 
 def model_for(cfg: Config, datasets: dict):
-    _, audio_dim, vision_dim = datasets["train"].feature_dims
-    return build_model(cfg, audio_dim, vision_dim)
+    """A fresh model for the data's audio/vision widths, after checking the text encoder can read the data."""
+    train = datasets["train"]
+    _, audio_dim, vision_dim = train.feature_dims
+    model = build_model(cfg, audio_dim, vision_dim)
+    vocab_size = model.text_model.config.vocab_size
+    max_id = max(int(train.data.splits[split].text_bert[:, 0].max()) for split in SPLITS)
+    if max_id >= vocab_size:
+        raise ConfigError(
+            f"text encoder {cfg.bert!r} has a vocabulary of {vocab_size} tokens, but {train.data.path} holds token "
+            f"id {max_id}: use the encoder the features were tokenised for (bert-base-uncased for MOSI/MOSEI, "
+            "bert-base-chinese for SIMS) with --bert"
+        )
+    return model
 
 
 def run_cell(
@@ -94,11 +107,12 @@ def run_cell(
     }
 
 
-def evaluate_state(cfg: Config, data, data_path: Path, rates: tuple[float, float, float], state_dict: dict,
-                   progress: bool = True) -> dict:
-    """Test a given model state (e.g. a converted reference checkpoint) at ``rates`` without training."""
+def evaluate_reference_checkpoint(cfg: Config, data, data_path: Path, rates: tuple[float, float, float],
+                                  checkpoint: Path, progress: bool = True) -> dict:
+    """Test a checkpoint saved by the authors' implementation at ``rates``, without training."""
     datasets = build_datasets(cfg, data, data_path, rates)
     model = model_for(cfg, datasets)
-    model.load_state_dict(state_dict)
+    report = load_reference_checkpoint(model, checkpoint)
+    log.info("loaded reference checkpoint %s: %s", checkpoint, report)
     loaders = build_loaders(datasets, cfg.batch_size, seed=0, num_workers=cfg.num_workers)
     return Trainer(cfg, model, cfg.device, progress=progress).evaluate(loaders["test"], desc="test")
