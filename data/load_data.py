@@ -111,9 +111,17 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _text_dim(text: Any) -> Optional[int]:
+    """Width of the unused precomputed ``text`` features (N, L, d); None when absent or not 3-D."""
+    try:
+        shape = np.shape(text)
+    except ValueError:  # ragged nested lists: unused features, so only their width is unknown
+        return None
+    return int(shape[-1]) if text is not None and len(shape) == 3 else None
+
+
 def _split_arrays(split_data: dict) -> SplitArrays:
-    text = split_data.get("text")
-    text_dim = int(np.shape(text)[-1]) if text is not None and np.ndim(text) == 3 else None
+    text_dim = _text_dim(split_data.get("text"))
     labels = {MULTIMODAL_LABEL: split_data[LABEL_KEY]}
     labels.update({name: split_data[key] for name, key in UNIMODAL_LABEL_KEYS.items() if key in split_data})
     return SplitArrays(
@@ -317,7 +325,10 @@ class MMSADataset(Dataset):
         }
         item["index"] = int(index)
         sample_id = arrays.ids[index]
-        item["id"] = sample_id.decode("utf-8") if isinstance(sample_id, bytes) else str(sample_id)
+        if isinstance(sample_id, bytes):  # ids are only shown: bytes that are not UTF-8 must not fail a batch
+            item["id"] = sample_id.decode("utf-8", errors="backslashreplace")
+        else:
+            item["id"] = str(sample_id)
         return item
 
 

@@ -64,9 +64,18 @@ def _where(source: str, split: str, key: Optional[str] = None) -> str:
     return f"data file {source}, split '{split}'" + (f", key '{key}'" if key else "")
 
 
+def _asarray(value: Any, where: str) -> np.ndarray:
+    """``np.asarray(value)``; nested lists numpy cannot make an array of (ragged ones) are a DataError."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{where}: cannot be read as an array ({detail})") from None
+
+
 def _as_float32(array: Any, where: str) -> np.ndarray:
     """``array`` as a writable float32 ndarray, reusing its memory when it already is one."""
-    array = np.asarray(array)
+    array = _asarray(array, where)
     if array.dtype.kind not in "biuf":
         raise DataError(f"{where}: expected numbers, got an array of dtype {array.dtype}")
     array = array.astype(np.float32, copy=False)
@@ -109,10 +118,10 @@ def _scrub_nonfinite(array: np.ndarray, *, zero_neg_inf: bool, fix: bool) -> tup
 
 
 def _check_text_bert_shape(text_bert: np.ndarray, where: str) -> None:
-    if text_bert.ndim != 3 or text_bert.shape[1] != TEXT_BERT_ROWS:
+    if text_bert.ndim != 3 or text_bert.shape[1] != TEXT_BERT_ROWS or text_bert.shape[2] < 1:
         raise DataError(
-            f"{where}: expected shape (N, {TEXT_BERT_ROWS}, L) = [input ids; attention mask; segment ids], "
-            f"got {text_bert.shape}"
+            f"{where}: expected shape (N, {TEXT_BERT_ROWS}, L) = [input ids; attention mask; segment ids] "
+            f"with L >= 1 (at least the [CLS] position), got {text_bert.shape}"
         )
 
 
@@ -193,11 +202,11 @@ def _validate_split(
     for key in FEATURE_KEYS:
         arrays[key] = _as_float32(split_data[key], _where(source, split, key))
     for key in LENGTH_KEYS.values():
-        arrays[key] = np.asarray(split_data[key])
+        arrays[key] = _asarray(split_data[key], _where(source, split, key))
     for key in label_keys:
         where_key = _where(source, split, key)
         arrays[key] = _as_vector(_as_float32(split_data[key], where_key), where_key)
-    arrays[ID_KEY] = np.asarray(split_data[ID_KEY])
+    arrays[ID_KEY] = _asarray(split_data[ID_KEY], _where(source, split, ID_KEY))
 
     firsts = {key: (array.shape[0] if array.ndim else None) for key, array in arrays.items()}
     if len(set(firsts.values())) != 1:

@@ -283,3 +283,14 @@ def test_path_given_with_data_must_be_its_file(mmsa_file, tmp_path):
     other = write_pickle(tmp_path / "other.pkl", make_mmsa())
     with pytest.raises(ValueError, match="is not the file of the given data"):
         MMSADataset(other, "train", (0.1, 0.1, 0.1), data=data)
+
+
+def test_odd_ids_and_unused_text_do_not_break_loading(tmp_path, mmsa_raw):
+    """Regression (property suite): non-UTF-8 byte ids raised UnicodeDecodeError in __getitem__, and a ragged
+    ``text`` (unused) raised numpy's ValueError in load_mmsa."""
+    mmsa_raw["train"]["id"] = np.array([b"\xff\xfe" + bytes([i]) for i in range(6)], dtype=object)
+    mmsa_raw["valid"]["text"] = [[1.0, 2.0], [3.0]]
+    path = write_pickle(tmp_path / "odd.pkl", mmsa_raw)
+    assert dataset(path)[1]["id"] == "\\xff\\xfe\x01"  # the valid byte 0x01 decodes as itself
+    assert dataset(path, "valid").data.splits["valid"].text_dim is None
+    assert dataset(path, "test").data.splits["test"].text_dim == TEXT_FEATURE_DIM

@@ -108,3 +108,82 @@ def test_numpy_1_module_names_load(tmp_path, protocol):
     loaded = safe_loads(legacy, source="legacy.pkl")
     np.testing.assert_array_equal(loaded["a"], array)
     assert loaded["s"] == np.float32(2.5)
+
+
+def _call(module: str, name: str, *args) -> bytes:
+    """A protocol-2 pickle whose loading calls ``module.name(*args)``."""
+    argument_bytes = pickle.dumps(args, protocol=2)[2:-1]
+    return b"\x80\x02c" + f"{module}\n{name}\n".encode() + argument_bytes + b"R."
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _call("builtins", "float", 10**400),  # OverflowError: int too large to convert to float
+        _call("builtins", "int", float("inf")),  # OverflowError: cannot convert float infinity
+        _call("builtins", "bytes", 2**63),  # OverflowError: cannot fit 'int' into an index-sized integer
+        _call("_codecs", "encode", "x", "bogus-codec"),  # LookupError: unknown encoding
+        b"\x80\x04\x95" + b"\xff" * 8 + b"N.",  # OverflowError: FRAME length beyond 2**63
+    ],
+    ids=["float-huge-int", "int-inf", "bytes-huge", "unknown-codec", "huge-frame"],
+)
+def test_overflow_and_lookup_errors_while_unpickling_are_corrupt(payload):
+    """Regression (property suite): these escaped as OverflowError / LookupError instead of a DataError."""
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        safe_loads(payload, source="odd.pkl")
+
+
+def _object_array_with_shape(length: int) -> bytes:
+    """A protocol-2 pickle of a 2-item object array whose pickled shape says ``length`` items."""
+    data = pickle.dumps(np.array(["a$_$1", "b$_$2"], dtype=object), protocol=2)
+    assert data.count(b"K\x02\x85") == 1  # BININT1 2, TUPLE1: the shape (2,)
+    return data.replace(b"K\x02\x85", b"K" + bytes([length]) + b"\x85")
+
+
+def _with_dtype_flags(array: np.ndarray, flags: int) -> bytes:
+    """A protocol-4 pickle of ``array`` whose dtype state carries ``flags`` instead of numpy's."""
+    data = pickle.dumps(array, protocol=4)
+    state_end = b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK" + bytes([array.dtype.flags]) + b"t"
+    assert data.count(state_end) == 1  # ... elsize -1, alignment -1, flags; TUPLE
+    return data.replace(state_end, state_end[:-2] + bytes([flags]) + b"t")
+
+
+def _object_scalar_from_bytes() -> bytes:
+    """``scalar(object dtype whose state drops its object flags, 8 bytes)``: numpy took the bytes for a pointer."""
+    dtype = pickle.dumps(np.dtype(object), protocol=2)[2:-1]
+    assert dtype.count(b"K?t") == 1  # flags 63, TUPLE
+    dtype = dtype.replace(b"K?t", b"K\x00t")
+    return b"\x80\x02cnumpy._core.multiarray\nscalar\n(" + dtype + b"C\x08" + b"A" * 8 + b"tR."
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _object_scalar_from_bytes(),  # numpy dereferenced 0x4141414141414141
+        _object_array_with_shape(3),  # one byte of the shape flipped: numpy read an unset pointer
+        _object_array_with_shape(127),
+        _with_dtype_flags(np.arange(3, dtype=np.float32), 0x3F),  # floats flagged as object pointers
+        _with_dtype_flags(np.arange(3, dtype=np.float32), 0x7F),
+        _with_dtype_flags(np.array(["x", "y"], dtype=object), 0),  # pointers not flagged as such
+    ],
+    ids=[
+        "forged-pointer", "object-shape-3", "object-shape-127", "float-flags-3f", "float-flags-7f", "object-flags-0"
+    ],
+)
+def test_corrupt_numpy_states_are_refused_not_crashing(payload):
+    """Regression (property suite): these states made numpy crash the process (segmentation fault) or fail
+    later with internal errors; they are checked before numpy applies them."""
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        safe_loads(payload, source="odd.pkl")
+
+
+def test_arrays_and_shared_dtypes_cannot_be_built_around_the_checks():
+    """A pickle may not construct an ndarray directly, nor change numpy's shared dtype objects."""
+    direct = _call("numpy", "ndarray", (2,), "O")
+    with pytest.raises(DataError, match="constructed directly"):
+        safe_loads(direct, source="odd.pkl")
+    shared_float32 = pickle.dumps(np.dtype("f4"), protocol=2).replace(b"\x89\x88", b"\x89\x89")  # copy=False
+    assert shared_float32 != pickle.dumps(np.dtype("f4"), protocol=2)
+    with pytest.raises(DataError, match="shared dtype"):
+        safe_loads(shared_float32, source="odd.pkl")
+    assert np.dtype("f4").flags == 0 and np.dtype("f4").byteorder == "="

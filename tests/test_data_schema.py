@@ -176,3 +176,21 @@ def test_feature_widths_must_agree_across_splits():
     with pytest.raises(DataError, match=r"key 'audio': feature widths differ across splits"):
         validate(raw)
 
+
+
+def test_text_bert_with_no_positions_is_refused():
+    """Regression (property suite): L = 0 used to end in an IndexError reading the [CLS] column."""
+    raw = make_mmsa()
+    raw["valid"]["text_bert"] = raw["valid"]["text_bert"][:, :, :0]
+    with pytest.raises(DataError, match=r"split 'valid', key 'text_bert': expected shape .*L >= 1"):
+        validate(raw)
+
+
+@pytest.mark.parametrize("key", ["audio", "regression_labels", "vision_lengths", "id"])
+def test_ragged_nested_lists_are_refused(key):
+    """Regression (property suite): numpy's ValueError on ragged lists used to escape unwrapped."""
+    raw = make_mmsa()
+    values = np.asarray(raw["test"][key]).tolist()
+    raw["test"][key] = [*values, [1.0, 2.0]] if np.ndim(values) == 1 else [*values, [1.0]]
+    with pytest.raises(DataError, match=rf"split 'test', key '{key}': cannot be read as an array"):
+        validate(raw)
