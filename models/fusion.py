@@ -13,9 +13,10 @@ from __future__ import annotations
 from torch import nn
 
 from models.emt import EMT
+from models.fusion_variants import VARIANT_FUSIONS
 from utils.errors import ConfigError
 
-FUSIONS: dict[str, type[nn.Module]] = {"emt": EMT}
+FUSIONS: dict[str, type[nn.Module]] = {"emt": EMT, **VARIANT_FUSIONS}
 
 
 def build_fusion(cfg) -> nn.Module:

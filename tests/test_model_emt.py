@@ -224,4 +224,4 @@ def test_registry_builds_the_configured_fusion():
     out_g, out_locals = fusion(gmc, locals_, masks)
     assert out_g.shape == gmc.shape and [h.shape for h in out_locals] == [h.shape for h in locals_]
     with pytest.raises(ConfigError, match="unknown fusion"):
-        build_fusion(get_config("tiny", fusion="ooll"))
+        build_fusion(get_config("tiny", fusion="no-such-fusion"))

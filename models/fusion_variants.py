@@ -1,0 +1,237 @@
+"""The fusion strategies the EMT paper compares its EMT against (EMT-DLFR, TAC 2023, fusion-strategy study).
+
+Every strategy is a drop-in behind ``cfg.fusion`` with the fusion interface of :mod:`models.fusion`,
+``fusion(gmc (B, 3, D), [H_t, H_a, H_v] (B, T_m, D), masks bool (B, T_m)) -> (gmc_out, locals_out)``, and
+is built from the EMT's own blocks (:class:`models.emt.CrossSelfTransformer` with its GEGLU FFN,
+:class:`models.emt.AttentionPool`, :class:`models.emt.PositionalEmbedding`) with the same width, depth,
+heads and dropouts. The strategies differ ONLY in the context the local tokens of modality m read in the
+cross-attention of their CST (Cross-Self Transformer) update:
+
+=============  ==========================================================================  ===============
+``--fusion``   local update of modality m in layer l                                       cross-modal cost
+=============  ==========================================================================  ===============
+``emt``        OAGL (:class:`models.emt.EMT`): one CST, context = the 3 GMC tokens          O(3 T_m)
+``ooll``       OOLL, MulT-style: one CST per ordered pair (m <- n), context = H_n, n != m;   O(T_m T_n)
+               the two pair outputs are averaged (MulT concatenates them; the mean keeps D)
+``oall``       OALL, PMR-style: one CST, context = concat(H_t, H_a, H_v) (all modalities,   O(T_m sum T)
+               masks concatenated likewise)
+=============  ==========================================================================  ===============
+
+The global tokens. The heads and the DLFR attraction loss need the GMC, so every strategy keeps the EMT's
+global-from-local direction unchanged: per layer and modality, a CST lets the GMC (B, 3, D) read H_m
+(masked), and :class:`models.emt.AttentionPool` pools the three copies. This part costs O(3 T_m) in every
+strategy, so the strategies' cross-modal costs differ only by how the local tokens exchange information
+(global-local for the EMT, local-local for OOLL / OALL), which is what the paper compares.
+
+Parallel vs serial. As in the EMT, the parallel strategies read layer l-1 everywhere. The serial variants
+(``emt-serial``, ``oall-serial``) update the modalities one after another inside a layer, in the order
+text -> audio -> vision: modality m's local update reads the GMC and the local sequences as already
+updated by the modalities before it in this layer, then the GMC is updated from the NEW H_m; the three
+successive GMC states are pooled by the layer's AttentionPool, so the modules and parameter counts are
+those of the parallel strategy.
+
+Sharing switches (interpreted as in the EMT; all True, the shipped config, leaves ONE CST and one pool in
+total, so every strategy has the EMT's parameter count):
+
+* ``mpu_share``: the CST updating modality m's locals (its first pair CST for OOLL) also updates the GMC
+  from m (the two directions of one mutual-promotion unit).
+* ``modality_share``: one local CST for all modalities (for OOLL: for all six ordered pairs) and one
+  global CST for all modalities; without it every modality (OOLL: every ordered pair) has its own.
+* ``layer_share``: every layer reuses layer 1's modules (CSTs and pool).
+
+Training with ``recompute`` (set by :meth:`models.emt_dlfr.EMTDLFR.set_fast_path`, as for the EMT) runs each
+CST in checkpointed chunks of about :data:`models.emt.RECOMPUTE_CHUNK_TOKENS` target tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence
+
+import torch
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from models.emt import (
+    NUM_MODALITIES,
+    RECOMPUTE_CHUNK_TOKENS,
+    AttentionPool,
+    CrossSelfTransformer,
+    PositionalEmbedding,
+)
+
+#: A cross-attention context and its key mask (None = every key valid).
+Context = tuple[torch.Tensor, Optional[torch.Tensor]]
+
+
+def shared_or_copied(module: nn.Module, share: bool) -> nn.Module:
+    """``module`` itself when shared, else an independent deep copy with the same initial weights."""
+    return module if share else copy.deepcopy(module)
+
+
+class StrategyFusion(nn.Module):
+    """L layers of local updates (strategy-specific contexts) and the EMT's global-from-local update.
+
+    ``layers[l]["local"][m][j]`` is the CST of layer l updating modality m from its j-th context
+    (:meth:`contexts`); ``layers[l]["global"][m]`` lets the GMC read modality m; ``pools[l]`` pools the
+    three GMC copies. Subclasses set :attr:`CONTEXTS_PER_MODALITY`, :attr:`SERIAL` and :meth:`contexts`.
+    """
+
+    #: How many contexts (hence CSTs) each modality's local update reads per layer.
+    CONTEXTS_PER_MODALITY = 1
+    #: Update the modalities one after another inside a layer (True) or all from layer l-1 (False).
+    SERIAL = False
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        attn_dropout: float = 0.0,
+        ff_dropout: float = 0.0,
+        ff_expansion: int = 4,
+        emb_dropout: float = 0.0,
+        max_seq_len: int = 1024,
+        learnable_pos_emb: bool = False,
+        mpu_share: bool = True,
+        modality_share: bool = True,
+        layer_share: bool = True,
+        attn_act_fn: str = "tanh",
+    ):
+        super().__init__()
+        self.dim = dim
+        self.pos_emb = PositionalEmbedding(dim, max_seq_len, emb_dropout, learnable_pos_emb)
+        cst = CrossSelfTransformer(dim, heads, 1, attn_dropout, ff_dropout, ff_expansion)
+        local = nn.ModuleList(
+            nn.ModuleList(shared_or_copied(cst, modality_share) for _ in range(self.CONTEXTS_PER_MODALITY))
+            for _ in range(NUM_MODALITIES)
+        )
+        if mpu_share:
+            glob = nn.ModuleList(local[m][0] for m in range(NUM_MODALITIES))
+        else:
+            global_cst = copy.deepcopy(cst)
+            glob = nn.ModuleList(shared_or_copied(global_cst, modality_share) for _ in range(NUM_MODALITIES))
+        layer = nn.ModuleDict({"local": local, "global": glob})
+        self.layers = nn.ModuleList([layer] + [shared_or_copied(layer, layer_share) for _ in range(depth - 1)])
+        pool = AttentionPool(NUM_MODALITIES * dim, attn_act_fn)
+        self.pools = nn.ModuleList([pool] + [shared_or_copied(pool, layer_share) for _ in range(depth - 1)])
+        self.recompute = False
+
+    @classmethod
+    def from_config(cls, cfg) -> "StrategyFusion":
+        return cls(
+            dim=cfg.d_model,
+            depth=cfg.fusion_layers,
+            heads=cfg.heads,
+            attn_dropout=cfg.attn_dropout,
+            ff_dropout=cfg.ff_dropout,
+            ff_expansion=cfg.ff_expansion,
+            emb_dropout=cfg.emb_dropout,
+            max_seq_len=cfg.max_seq_len,
+            learnable_pos_emb=cfg.learnable_pos_emb,
+            mpu_share=cfg.mpu_share,
+            modality_share=cfg.modality_share,
+            layer_share=cfg.layer_share,
+            attn_act_fn=cfg.attn_act_fn,
+        )
+
+    def contexts(
+        self, m: int, locals_: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], gmc: torch.Tensor
+    ) -> list[Context]:
+        """The ``CONTEXTS_PER_MODALITY`` contexts modality m's local tokens cross-attend to."""
+        raise NotImplementedError
+
+    def _run(self, cst: CrossSelfTransformer, x, context, mask, context_mask) -> torch.Tensor:
+        """One CST application; with ``recompute`` in training, checkpointed in chunks of whole clips."""
+        if not (self.recompute and torch.is_grad_enabled()):
+            return cst(x, context, mask, context_mask)
+        step = max(1, RECOMPUTE_CHUNK_TOKENS // x.shape[1])
+        outs = []
+        for start in range(0, x.shape[0], step):
+            part = slice(start, start + step)
+            outs.append(
+                checkpoint(
+                    cst,
+                    x[part],
+                    context[part],
+                    None if mask is None else mask[part],
+                    None if context_mask is None else context_mask[part],
+                    use_reentrant=False,
+                )
+            )
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def _update_local(self, csts: nn.ModuleList, m: int, locals_, masks, gmc) -> torch.Tensor:
+        """Modality m's new local tokens (B, T_m, D): the mean of its CSTs' outputs over its contexts."""
+        outs = [
+            self._run(cst, locals_[m], context, masks[m], context_mask)
+            for cst, (context, context_mask) in zip(csts, self.contexts(m, locals_, masks, gmc))
+        ]
+        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
+
+    def _layer(self, layer: nn.ModuleDict, pool: AttentionPool, gmc, locals_, masks):
+        """One layer, parallel or serial -> new gmc (B, 3, D) and locals."""
+        gmc_copies = []
+        if self.SERIAL:
+            locals_ = list(locals_)
+            for m in range(NUM_MODALITIES):
+                locals_[m] = self._update_local(layer["local"][m], m, locals_, masks, gmc)
+                gmc = self._run(layer["global"][m], gmc, locals_[m], None, masks[m])  # (B, 3, D)
+                gmc_copies.append(gmc)
+        else:
+            new_locals = [self._update_local(layer["local"][m], m, locals_, masks, gmc) for m in range(NUM_MODALITIES)]
+            for m in range(NUM_MODALITIES):
+                gmc_copies.append(self._run(layer["global"][m], gmc, locals_[m], None, masks[m]))  # (B, 3, D)
+            locals_ = new_locals
+        pooled = pool(rearrange(torch.stack(gmc_copies, dim=1), "b m n d -> b m (n d)"))  # (B, 3D)
+        return rearrange(pooled, "b (n d) -> b n d", n=NUM_MODALITIES), locals_
+
+    def forward(
+        self, gmc: torch.Tensor, locals_: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """gmc (B, 3, D); locals_ [(B, T_m, D)] x 3; masks [(B, T_m) bool, True = valid] -> same shapes."""
+        locals_ = [self.pos_emb(h) for h in locals_]
+        for layer, pool in zip(self.layers, self.pools):
+            gmc, locals_ = self._layer(layer, pool, gmc, locals_, masks)
+        return gmc, list(locals_)
+
+
+class EMTSerial(StrategyFusion):
+    """OAGL (serial): the EMT's global-local exchange, modalities updated text -> audio -> vision."""
+
+    SERIAL = True
+
+    def contexts(self, m, locals_, masks, gmc) -> list[Context]:
+        return [(gmc, None)]  # (B, 3, D)
+
+
+class OOLL(StrategyFusion):
+    """OOLL (MulT-style): modality m's tokens cross-attend to each other modality n != m in its own CST."""
+
+    CONTEXTS_PER_MODALITY = NUM_MODALITIES - 1
+
+    def contexts(self, m, locals_, masks, gmc) -> list[Context]:
+        return [(locals_[n], masks[n]) for n in range(NUM_MODALITIES) if n != m]  # (B, T_n, D)
+
+
+class OALL(StrategyFusion):
+    """OALL (PMR-style): modality m's tokens cross-attend to the concatenated local tokens of all modalities."""
+
+    def contexts(self, m, locals_, masks, gmc) -> list[Context]:
+        return [(torch.cat(list(locals_), dim=1), torch.cat(list(masks), dim=1))]  # (B, sum T, D)
+
+
+class OALLSerial(OALL):
+    """OALL (serial): as OALL, modalities updated text -> audio -> vision, each reading the updated ones."""
+
+    SERIAL = True
+
+
+#: The strategies registered in :data:`models.fusion.FUSIONS` next to ``emt``.
+VARIANT_FUSIONS: dict[str, type[nn.Module]] = {
+    "ooll": OOLL,
+    "oall": OALL,
+    "emt-serial": EMTSerial,
+    "oall-serial": OALLSerial,
+}
