@@ -173,3 +173,19 @@ def test_user_error_exits_with_status_2_without_traceback(tmp_path):
                            "-0.1", "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: missing rate -0.1 is outside [0, 1]") and "Traceback" not in proc.stderr
+
+
+def test_slurm_job_array_script(reference_sweep, tiny_root, tmp_path):
+    import os
+
+    out = tmp_path / "slurm"
+    env = dict(os.environ, PYTHON=sys.executable, OUT=str(out), RATES="0.0 0.5", SEEDS="1 2",
+               EXTRA_ARGS=f"--data-root {tiny_root} --device cpu --set max_epochs=2",
+               SLURM_ARRAY_TASK_COUNT="2", SLURM_ARRAY_TASK_MIN="1", SLURM_SUBMIT_DIR=str(ROOT))
+    script = str(ROOT / "scripts" / "slurm" / "sweep.sbatch")
+    for task in ("1", "2"):
+        subprocess.run(["bash", script, "tiny"], env=dict(env, SLURM_ARRAY_TASK_ID=task), check=True,
+                       capture_output=True, timeout=600)
+    subprocess.run(["bash", script, "tiny", "aggregate"], env=env, check=True, capture_output=True, timeout=600)
+    merged = json.loads((out / "results.json").read_text())
+    assert stable(merged) == stable(json.loads((reference_sweep / "results.json").read_text()))
