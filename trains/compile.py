@@ -13,13 +13,9 @@ from typing import Union
 
 from torch import nn
 
-#: The config field that would switch compilation on (not in config.base yet: read with a default).
-COMPILE_FIELD = "compile"
-
-
 def maybe_compile(model: nn.Module, cfg_or_flag: Union[bool, object]) -> nn.Module:
     """``model``, its forward compiled in place when ``cfg_or_flag`` (a bool, or a config's ``compile``) is true."""
-    enabled = cfg_or_flag if isinstance(cfg_or_flag, bool) else bool(getattr(cfg_or_flag, COMPILE_FIELD, False))
+    enabled = cfg_or_flag if isinstance(cfg_or_flag, bool) else cfg_or_flag.compile
     if enabled:
         model.compile(dynamic=None)
     return model

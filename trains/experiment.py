@@ -19,6 +19,7 @@ from config import Config
 from data.load_data import MMSADataset, build_loaders
 from models import build_model
 from models.reference_checkpoint import load_reference_checkpoint
+from trains.compile import maybe_compile
 from trains.trainer import Trainer
 from utils.errors import ConfigError
 from utils.io import atomic_torch_save
@@ -51,7 +52,7 @@ def model_for(cfg: Config, datasets: dict):
     """A fresh model for the data's audio/vision widths, after checking the text encoder can read the data."""
     train = datasets["train"]
     _, audio_dim, vision_dim = train.feature_dims
-    model = build_model(cfg, audio_dim, vision_dim)
+    model = maybe_compile(build_model(cfg, audio_dim, vision_dim), cfg)
     vocab_size = model.text_model.config.vocab_size
     max_id = max(int(train.data.splits[split].text_bert[:, 0].max()) for split in SPLITS)
     if max_id >= vocab_size:
