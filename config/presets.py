@@ -80,9 +80,12 @@ DEMO = dataclasses.replace(
     ff_dropout=0.0,
     post_fusion_dim=64,
     post_fusion_dropout=0.0,
+    learning_rate_audio=3e-3,
+    learning_rate_video=3e-3,
+    learning_rate_other=3e-3,
     update_epochs=1,
     early_stop=3,
-    max_epochs=6,
+    max_epochs=5,
 )
 
 #: Tests: a few dozen clips, a 1-layer random BERT, tiny widths.
