@@ -19,7 +19,7 @@ from pathlib import Path
 
 from config import PRESETS, get_config, parse_set_pairs
 from trains import sweep
-from utils.errors import ConfigError, DataError, UserError
+from utils.errors import ConfigError, DataError
 from utils.results import aggregate, prepare_out_dir
 
 log = logging.getLogger("emt_dlfr")
@@ -234,11 +234,6 @@ def print_summary(summary: dict) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted: finished cells are saved; rerun the same command to continue", file=sys.stderr)
-        sys.exit(130)
+    from utils.errors import cli_exit
+
+    cli_exit(main, "finished cells are saved; rerun the same command to continue")

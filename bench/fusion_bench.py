@@ -67,7 +67,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from config import get_config  # noqa: E402
 from models import build_model  # noqa: E402
 from models.emt import Attention, PreNorm, set_explicit_attention  # noqa: E402
-from models.fusion import FUSIONS, build_fusion  # noqa: E402
+from models.fusion import build_fusion  # noqa: E402
 from models.text_encoder import load_text_encoder  # noqa: E402
 from trains.losses import dlfr_loss  # noqa: E402
 from trains.optim import build_optimizer  # noqa: E402

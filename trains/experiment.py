@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
 
 from config import Config
 from data.load_data import MMSADataset, build_loaders

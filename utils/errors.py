@@ -27,3 +27,18 @@ class CheckpointError(UserError):
 
 class TrainingDivergedError(UserError):
     """A training loss became nan or inf; the message names the epoch, batch and loss term."""
+
+
+def cli_exit(main, interrupted_hint: str = "") -> None:
+    """Run a command-line ``main()`` and exit with its status; a :class:`UserError` becomes one line on
+    stderr and its exit code (2), Ctrl-C a short note and status 130, never a traceback."""
+    import sys
+
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print(f"interrupted{': ' + interrupted_hint if interrupted_hint else ''}", file=sys.stderr)
+        sys.exit(130)
