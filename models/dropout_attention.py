@@ -10,11 +10,14 @@ chunks of (batch x head) slices, and keeps only q, k, v, the output and the drop
 logit). The backward pass recomputes the probabilities chunk by chunk (as flash attention does) and uses
 ``rowsum(dP * P) = rowsum(dO * O)``, which holds with dropout too. The dropout draws come from a
 generator seeded by the caller, so the result is reproducible under ``torch.manual_seed``; as with any
-dropout, the draws differ from ``F.dropout``'s.
+dropout, the draws differ from ``F.dropout``'s. When activation checkpointing recomputes a call (same
+seed, same chunks) while its backward pass is pending, the recomputation reuses the call's draws
+instead of drawing again: the draws are the costliest part of the kernel on a CPU.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import torch
@@ -23,13 +26,22 @@ import torch
 CHUNK_LOGITS = 2**21
 
 
-def _chunks(extents: list[int], tq: int, tk: int) -> list[tuple[slice, int]]:
-    """Row slices of about CHUNK_LOGITS logits and, per slice, how many leading keys its rows can see."""
-    step = max(1, CHUNK_LOGITS // (tq * tk))
-    return [
-        (slice(start, min(start + step, len(extents))), extents[min(start + step, len(extents)) - 1])
-        for start in range(0, len(extents), step)
-    ]
+class _Draws:
+    """The dropout keep-masks (bool, one per chunk) of one call, shared with its recomputation."""
+
+    def __init__(self, masks: list[torch.Tensor]):
+        self.masks = masks
+
+
+#: Draws of the calls whose backward pass is pending, by (seed, dtype, device, chunk shapes). A call
+#: recomputed by activation checkpointing (same seed, same chunks) reuses them instead of drawing again;
+#: an entry disappears with the autograd graph that holds it.
+_PENDING_DRAWS: "weakref.WeakValueDictionary[tuple, _Draws]" = weakref.WeakValueDictionary()
+
+
+def _draw(generator: torch.Generator, shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
+    """Keep-mask of one chunk as 0. / 1. floats: 1 with probability 1 - p."""
+    return torch.empty(shape, dtype=dtype).uniform_(generator=generator).ge_(p)
 
 
 def _logits(q, k, bias, scale: float) -> torch.Tensor:
@@ -40,53 +52,73 @@ def _logits(q, k, bias, scale: float) -> torch.Tensor:
 
 
 class _DropoutAttention(torch.autograd.Function):
-    """q (N, Tq, d), k / v (N, Tk, d), additive bias (N, 1, Tk) or None -> (N, Tq, d).
+    """q (N, Tq, d), k / v (N, Tk, d), additive bias (N, 1, Tk) or None -> (N, Tq, d), in row chunks.
 
-    Rows come sorted by ``extents`` (ascending): row n has no valid key at or after ``extents[n]``, so a
-    chunk only looks at the keys before its largest extent. The skipped logits would be -finfo.max, whose
-    probabilities (and gradients) are exactly 0, so the result is the same as over all keys. Scalar
-    factors (1 / (1 - p), the logit scale) are applied to the (n, T, d) results rather than to the
-    (n, Tq, Tk) chunks, which saves passes over the largest tensors.
+    ``chunks`` lists (row indices, key extent): rows of similar extent go together, and a chunk only
+    looks at its first ``extent`` keys, past which none of its rows has a valid key. The skipped logits
+    would be -finfo.max, whose probabilities (and gradients) are exactly 0, so the result equals
+    attention over all keys. Scalar factors (1 / (1 - p), the logit scale) are applied to the (N, T, d)
+    results rather than to the (n, Tq, Tk) chunks, which saves passes over the largest tensors.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, extents: list[int], p: float, scale: float, seed: int):
-        rows, tq, tk = q.shape[0], q.shape[1], k.shape[1]
-        generator = torch.Generator(device=q.device).manual_seed(seed)
-        chunks = _chunks(extents, tq, tk)
+    def forward(ctx, q, k, v, bias, chunks, p: float, scale: float, seed: int):
+        tq = q.shape[1]
+        key = (seed, q.dtype, q.device, tq, tuple((len(rows), ext) for rows, ext in chunks))
+        draws = _PENDING_DRAWS.get(key)
+        generator = None if draws is not None else torch.Generator(device=q.device).manual_seed(seed)
+        masks = []
         out = torch.empty_like(q)
-        drop = torch.empty(rows, tq, tk, dtype=torch.bool, device=q.device)
-        for sl, ext in chunks:
-            chunk_bias = None if bias is None else bias[sl, :, :ext]
-            probs = torch.softmax(_logits(q[sl], k[sl, :ext], chunk_bias, scale), dim=-1)  # (n, Tq, ext)
-            chunk_drop = drop[sl, :, :ext]
-            torch.lt(torch.empty_like(probs).uniform_(generator=generator), p, out=chunk_drop)
-            torch.bmm(probs.masked_fill_(chunk_drop, 0.0), v[sl, :ext], out=out[sl])
+        for i, (rows, ext) in enumerate(chunks):
+            chunk_bias = None if bias is None else bias[rows, :, :ext]
+            probs = torch.softmax(_logits(q[rows], k[rows, :ext], chunk_bias, scale), dim=-1)  # (n, Tq, ext)
+            if draws is None:
+                keep = _draw(generator, probs.shape, p, probs.dtype)
+                masks.append(keep.bool())
+            else:
+                keep = draws.masks[i].to(probs.dtype)
+            out.index_copy_(0, rows, torch.bmm(probs.mul_(keep), v[rows, :ext]))
         out.mul_(1.0 / (1.0 - p))
-        ctx.save_for_backward(q, k, v, bias, out, drop)
-        ctx.chunks, ctx.p, ctx.scale = chunks, p, scale
+        if draws is None:
+            draws = _PENDING_DRAWS[key] = _Draws(masks)
+        ctx.save_for_backward(q, k, v, bias, out)
+        ctx.draws, ctx.chunks, ctx.p, ctx.scale = draws, chunks, p, scale
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, bias, out, drop = ctx.saved_tensors
+        q, k, v, bias, out = ctx.saved_tensors
         p, scale = ctx.p, ctx.scale
         grad_out = grad_out.contiguous()
         # rowsum(dO * O) = rowsum(dP * P), times (1 - p) because dP below lacks its 1 / (1 - p) factor.
         delta = (grad_out * out).sum(dim=-1, keepdim=True).mul_(1.0 - p)
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
-        for sl, ext in ctx.chunks:
-            chunk_bias = None if bias is None else bias[sl, :, :ext]
-            chunk_drop = drop[sl, :, :ext]
-            probs = torch.softmax(_logits(q[sl], k[sl, :ext], chunk_bias, scale), dim=-1)
-            torch.bmm(probs.masked_fill(chunk_drop, 0.0).transpose(1, 2), grad_out[sl], out=grad_v[sl, :ext])
-            grad_probs = torch.bmm(grad_out[sl], v[sl, :ext].transpose(1, 2)).masked_fill_(chunk_drop, 0.0)
-            grad_logits = probs.mul_(grad_probs.sub_(delta[sl]))  # (1 - p) dS: softmax backward
-            torch.bmm(grad_logits, k[sl, :ext], out=grad_q[sl])
-            torch.bmm(grad_logits.transpose(1, 2), q[sl], out=grad_k[sl, :ext])
+        for (rows, ext), mask in zip(ctx.chunks, ctx.draws.masks):
+            chunk_bias = None if bias is None else bias[rows, :, :ext]
+            q_c, k_c, v_c, grad_c = q[rows], k[rows, :ext], v[rows, :ext], grad_out[rows]
+            keep = mask.to(q.dtype)
+            probs = torch.softmax(_logits(q_c, k_c, chunk_bias, scale), dim=-1)
+            grad_v[rows, :ext] = torch.bmm((probs * keep).transpose(1, 2), grad_c)
+            grad_probs = torch.bmm(grad_c, v_c.transpose(1, 2)).mul_(keep)  # (1 - p) dP
+            grad_logits = probs.mul_(grad_probs.sub_(delta[rows]))  # (1 - p) dS: softmax backward
+            grad_q.index_copy_(0, rows, torch.bmm(grad_logits, k_c))
+            grad_k[rows, :ext] = torch.bmm(grad_logits.transpose(1, 2), q_c)
         factor = 1.0 / (1.0 - p)
         grads = grad_q.mul_(factor * scale), grad_k.mul_(factor * scale), grad_v.mul_(factor)
         return (*grads, None, None, None, None, None)
+
+
+def _plan(extents: torch.Tensor, heads: int, tq: int, tk: int) -> list[tuple[torch.Tensor, int]]:
+    """Chunks of (row indices of the (B * h) rows, key extent), clips taken in order of their extent."""
+    order = torch.argsort(extents, stable=True)
+    clips_per_chunk = max(1, CHUNK_LOGITS // (heads * tq * tk))
+    head_offsets = torch.arange(heads, device=extents.device)
+    plan = []
+    for start in range(0, len(order), clips_per_chunk):
+        clips = order[start : start + clips_per_chunk]
+        rows = (clips[:, None] * heads + head_offsets).flatten()
+        plan.append((rows, int(extents[clips[-1]])))
+    return plan
 
 
 def dropout_attention(
@@ -109,12 +141,15 @@ def dropout_attention(
         bias = torch.zeros(batch, 1, tk, dtype=q.dtype, device=q.device).masked_fill_(
             ~key_mask[:, None, :], -torch.finfo(q.dtype).max
         )
-    order = torch.argsort(extents, stable=True)
-
-    def rows(t: torch.Tensor) -> torch.Tensor:  # (B, h, T, d) -> sorted (B * h, T, d)
-        return t.index_select(0, order).reshape(batch * heads, t.shape[2], dim)
-
-    sorted_bias = None if bias is None else bias.index_select(0, order).repeat_interleave(heads, dim=0)
-    row_extents = extents[order].repeat_interleave(heads).tolist()
-    out = _DropoutAttention.apply(rows(q), rows(k), rows(v), sorted_bias, row_extents, p, dim**-0.5, seed)
-    return out.view(batch, heads, tq, dim).index_select(0, torch.argsort(order))
+        bias = bias.repeat_interleave(heads, dim=0)  # (B * h, 1, Tk)
+    out = _DropoutAttention.apply(
+        q.reshape(batch * heads, tq, dim),
+        k.reshape(batch * heads, tk, dim),
+        v.reshape(batch * heads, tk, dim),
+        bias,
+        _plan(extents, heads, tq, tk),
+        p,
+        dim**-0.5,
+        seed,
+    )
+    return out.view(batch, heads, tq, dim)

@@ -111,6 +111,22 @@ def test_dropout_attention_is_softmax_dropout_matmul():
     assert not torch.equal(out, dropout_attention(q, k, v, None, p, seed + 1))
 
 
+def test_recomputation_reuses_the_dropout_draws(monkeypatch):
+    drawn = []
+    draw = dropout_attention_module._draw
+    monkeypatch.setattr(dropout_attention_module, "_draw", lambda *args: drawn.append(1) or draw(*args))
+    torch.manual_seed(0)
+    emt = EMT(DIM, 2, HEADS, attn_dropout=0.3).train()
+    emt.recompute = True
+    locals_ = [torch.randn(2, t, DIM, requires_grad=True) for t in (4, 6, 5)]
+    masks = [torch.ones(2, t, dtype=torch.bool) for t in (4, 6, 5)]
+    gmc, out = emt(torch.randn(2, 3, DIM), locals_, masks)
+    after_forward = len(drawn)
+    (gmc.sum() + sum(h.sum() for h in out)).backward()
+    assert after_forward > 0 and len(drawn) == after_forward
+    assert all(h.grad is not None for h in locals_)
+
+
 def test_training_attention_dropout_is_seeded_by_torch_manual_seed():
     attn = Attention(DIM, HEADS, dropout=0.3).train()
     x, ctx, valid = _attention_inputs(torch.float32)
