@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -189,3 +190,11 @@ def test_slurm_job_array_script(reference_sweep, tiny_root, tmp_path):
     subprocess.run(["bash", script, "tiny", "aggregate"], env=env, check=True, capture_output=True, timeout=600)
     merged = json.loads((out / "results.json").read_text())
     assert stable(merged) == stable(json.loads((reference_sweep / "results.json").read_text()))
+
+
+def test_bf16_autocast_path_runs(tiny_root, tmp_path):
+    """--amp bf16 (meant for GPUs) goes through torch.autocast; on the CPU it must still train and test."""
+    assert run_tiny(tiny_root, tmp_path / "amp", "--missing-rate", "0.5", "--seeds", "1", "--amp", "bf16",
+                    "--set", "max_epochs=1") == 0
+    record = json.loads(next((tmp_path / "amp").glob("cells/*/*.json")).read_text())
+    assert all(np.isfinite(v) for k, v in record["test"].items() if k in ("MAE", "Loss"))
