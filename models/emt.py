@@ -247,7 +247,26 @@ class PositionalEmbedding(nn.Module):
         return self.dropout(x + table[:length])
 
 
-def _share_or_copy(module: nn.Module, share: bool) -> nn.Module:
+def fusion_kwargs(cfg) -> dict:
+    """The constructor arguments every fusion strategy takes from the config (width, depth, sharing, ...)."""
+    return dict(
+        dim=cfg.d_model,
+        depth=cfg.fusion_layers,
+        heads=cfg.heads,
+        attn_dropout=cfg.attn_dropout,
+        ff_dropout=cfg.ff_dropout,
+        ff_expansion=cfg.ff_expansion,
+        emb_dropout=cfg.emb_dropout,
+        max_seq_len=cfg.max_seq_len,
+        learnable_pos_emb=cfg.learnable_pos_emb,
+        mpu_share=cfg.mpu_share,
+        modality_share=cfg.modality_share,
+        layer_share=cfg.layer_share,
+        attn_act_fn=cfg.attn_act_fn,
+    )
+
+
+def share_or_copy(module: nn.Module, share: bool) -> nn.Module:
     """The module itself when shared, else an independent deep copy (same initial weights, as the reference)."""
     return module if share else copy.deepcopy(module)
 
@@ -282,30 +301,16 @@ class EMT(nn.Module):
         self.dim = dim
         self.pos_emb = PositionalEmbedding(dim, max_seq_len, emb_dropout, learnable_pos_emb)
         cst = CrossSelfTransformer(dim, heads, 1, attn_dropout, ff_dropout, ff_expansion)
-        pair = nn.ModuleList([cst, _share_or_copy(cst, mpu_share)])
-        per_modality = nn.ModuleList([pair] + [_share_or_copy(pair, modality_share) for _ in range(NUM_MODALITIES - 1)])
-        self.mpus = nn.ModuleList([per_modality] + [_share_or_copy(per_modality, layer_share) for _ in range(depth - 1)])
+        pair = nn.ModuleList([cst, share_or_copy(cst, mpu_share)])
+        per_modality = nn.ModuleList([pair] + [share_or_copy(pair, modality_share) for _ in range(NUM_MODALITIES - 1)])
+        self.mpus = nn.ModuleList([per_modality] + [share_or_copy(per_modality, layer_share) for _ in range(depth - 1)])
         pool = AttentionPool(NUM_MODALITIES * dim, attn_act_fn)
-        self.pools = nn.ModuleList([pool] + [_share_or_copy(pool, layer_share) for _ in range(depth - 1)])
+        self.pools = nn.ModuleList([pool] + [share_or_copy(pool, layer_share) for _ in range(depth - 1)])
         self.recompute = False
 
     @classmethod
     def from_config(cls, cfg) -> "EMT":
-        return cls(
-            dim=cfg.d_model,
-            depth=cfg.fusion_layers,
-            heads=cfg.heads,
-            attn_dropout=cfg.attn_dropout,
-            ff_dropout=cfg.ff_dropout,
-            ff_expansion=cfg.ff_expansion,
-            emb_dropout=cfg.emb_dropout,
-            max_seq_len=cfg.max_seq_len,
-            learnable_pos_emb=cfg.learnable_pos_emb,
-            mpu_share=cfg.mpu_share,
-            modality_share=cfg.modality_share,
-            layer_share=cfg.layer_share,
-            attn_act_fn=cfg.attn_act_fn,
-        )
+        return cls(**fusion_kwargs(cfg))
 
     def _run(self, cst: CrossSelfTransformer, x, context, mask, context_mask) -> torch.Tensor:
         """One CST application.

@@ -59,15 +59,12 @@ from models.emt import (
     AttentionPool,
     CrossSelfTransformer,
     PositionalEmbedding,
+    fusion_kwargs,
+    share_or_copy,
 )
 
 #: A cross-attention context and its key mask (None = every key valid).
 Context = tuple[torch.Tensor, Optional[torch.Tensor]]
-
-
-def shared_or_copied(module: nn.Module, share: bool) -> nn.Module:
-    """``module`` itself when shared, else an independent deep copy with the same initial weights."""
-    return module if share else copy.deepcopy(module)
 
 
 class StrategyFusion(nn.Module):
@@ -104,37 +101,23 @@ class StrategyFusion(nn.Module):
         self.pos_emb = PositionalEmbedding(dim, max_seq_len, emb_dropout, learnable_pos_emb)
         cst = CrossSelfTransformer(dim, heads, 1, attn_dropout, ff_dropout, ff_expansion)
         local = nn.ModuleList(
-            nn.ModuleList(shared_or_copied(cst, modality_share) for _ in range(self.CONTEXTS_PER_MODALITY))
+            nn.ModuleList(share_or_copy(cst, modality_share) for _ in range(self.CONTEXTS_PER_MODALITY))
             for _ in range(NUM_MODALITIES)
         )
         if mpu_share:
             glob = nn.ModuleList(local[m][0] for m in range(NUM_MODALITIES))
         else:
             global_cst = copy.deepcopy(cst)
-            glob = nn.ModuleList(shared_or_copied(global_cst, modality_share) for _ in range(NUM_MODALITIES))
+            glob = nn.ModuleList(share_or_copy(global_cst, modality_share) for _ in range(NUM_MODALITIES))
         layer = nn.ModuleDict({"local": local, "global": glob})
-        self.layers = nn.ModuleList([layer] + [shared_or_copied(layer, layer_share) for _ in range(depth - 1)])
+        self.layers = nn.ModuleList([layer] + [share_or_copy(layer, layer_share) for _ in range(depth - 1)])
         pool = AttentionPool(NUM_MODALITIES * dim, attn_act_fn)
-        self.pools = nn.ModuleList([pool] + [shared_or_copied(pool, layer_share) for _ in range(depth - 1)])
+        self.pools = nn.ModuleList([pool] + [share_or_copy(pool, layer_share) for _ in range(depth - 1)])
         self.recompute = False
 
     @classmethod
     def from_config(cls, cfg) -> "StrategyFusion":
-        return cls(
-            dim=cfg.d_model,
-            depth=cfg.fusion_layers,
-            heads=cfg.heads,
-            attn_dropout=cfg.attn_dropout,
-            ff_dropout=cfg.ff_dropout,
-            ff_expansion=cfg.ff_expansion,
-            emb_dropout=cfg.emb_dropout,
-            max_seq_len=cfg.max_seq_len,
-            learnable_pos_emb=cfg.learnable_pos_emb,
-            mpu_share=cfg.mpu_share,
-            modality_share=cfg.modality_share,
-            layer_share=cfg.layer_share,
-            attn_act_fn=cfg.attn_act_fn,
-        )
+        return cls(**fusion_kwargs(cfg))
 
     def contexts(
         self, m: int, locals_: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], gmc: torch.Tensor
