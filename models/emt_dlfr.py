@@ -14,8 +14,14 @@ tokens -> [UNK], dropped frames -> zeros), with all weights shared (§4.1). Per 
 
 Fast path (default): the text encoder, both LSTMs, the fusion and the prediction head run ONCE on the two
 views stacked along the batch (2B); only the BatchNorm-carrying SimSiam heads run per view, so their
-batch statistics are per view as in the reference. The plain path (:func:`reference_path`) runs one view
-at a time with the explicit softmax attention and serves as the reference in tests and benchmarks.
+batch statistics are per view as in the reference. The fusion uses fused / memory-lean attention and, in
+training, recomputes its activations in the backward pass (:mod:`models.emt`). The plain path
+(:func:`reference_path`) runs one view at a time with the explicit softmax attention and stores every
+activation, as the reference does; it serves as the reference in tests and benchmarks. Both paths give
+the same outputs and gradients (tests/test_model_fastpath.py).
+
+One deliberate deviation: a view batch of one clip in training mode normalises the SimSiam heads with
+the BatchNorm running statistics (:class:`models.dlfr_heads.ViewBatchNorm1d`) where the reference crashes.
 """
 
 from __future__ import annotations
