@@ -88,7 +88,6 @@ import math
 import os
 import pickle
 import sys
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -97,7 +96,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from utils.errors import ConfigError, UserError
-from utils.io import atomic_write_bytes
+from utils.io import atomic_write_bytes, atomic_write_stream
 
 SPLITS = ("train", "valid", "test")
 
@@ -568,18 +567,8 @@ def _nbytes(data: dict) -> int:
 
 def _atomic_pickle_stream(path: Path, obj) -> None:
     """Pickle ``obj`` straight to a temporary file, then rename it over ``path`` (no bytes copy in memory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(obj, handle, protocol=5)  # protocol 5 writes array buffers without copying them
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # protocol 5 writes array buffers without copying them
+    atomic_write_stream(path, lambda handle: pickle.dump(obj, handle, protocol=5))
 
 
 def make_synthetic(preset: str, out_dir: Union[str, os.PathLike], seed: int = 0,

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, IO
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write_stream(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,7 +33,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return _atomic_write(path, lambda handle: handle.write(data))
+    return atomic_write_stream(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -46,4 +47,4 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     import torch
 
-    return _atomic_write(path, lambda handle: torch.save(obj, handle))
+    return atomic_write_stream(path, lambda handle: torch.save(obj, handle))
