@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every-epoch", action=argparse.BooleanOptionalAction, default=None,
                    help="save the training state after each epoch and resume from it (default on for MOSEI)")
     p.add_argument("--deterministic", action="store_true", help="deterministic GPU kernels (slower)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (off by default; see docs/BENCHMARKS_FUSION.md)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (off by default; see docs/BENCHMARKS.md)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config field")
     p.add_argument("--describe", action="store_true", help="print parameter counts as JSON and exit")
     p.add_argument("--load-reference-checkpoint", metavar="FILE", help="test a checkpoint saved by the authors' code")

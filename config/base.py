@@ -124,7 +124,7 @@ class Config:
     #: None (fp32, reference) or "bf16" autocast on GPUs.
     amp: Optional[str] = None
     deterministic: bool = False
-    #: torch.compile the model's forward. Off: measured no faster on the CPU (docs/BENCHMARKS_FUSION.md).
+    #: torch.compile the model's forward. Off: measured no faster on the CPU (docs/BENCHMARKS.md).
     compile: bool = False
     checkpoint_every_epoch: bool = False
 
