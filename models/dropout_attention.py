@@ -25,6 +25,14 @@ import torch
 #: Logits per chunk (2^21 float32 = 8 MiB): large enough for efficient bmm, small enough to stay in cache.
 CHUNK_LOGITS = 2**21
 
+#: Dropout seeds are drawn from the global generator in [0, 2^62), so runs repeat under torch.manual_seed.
+SEED_RANGE = 2**62
+
+
+def draw_seed() -> int:
+    """A seed for :func:`dropout_attention`, taken from torch's global generator."""
+    return int(torch.randint(SEED_RANGE, (1,)).item())
+
 
 class _Draws:
     """The dropout keep-masks (bool, one per chunk) of one call, shared with its recomputation."""

@@ -40,7 +40,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.dropout_attention import dropout_attention
+from models.dropout_attention import draw_seed, dropout_attention
 from utils.errors import ConfigError
 
 #: Number of global multimodal-context tokens: one per modality (text, audio, video).
@@ -56,9 +56,6 @@ RECOMPUTE_CHUNK_TOKENS = 8192
 
 #: Base of the sinusoidal positional embedding (Vaswani et al.).
 SINUSOID_BASE = 10000.0
-
-#: Seeds of the CPU dropout-attention draws are taken from the global generator in [0, 2^62).
-SEED_RANGE = 2**62
 
 POOL_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
@@ -125,8 +122,7 @@ class Attention(nn.Module):
                 q = q * rearrange(has_key, "b -> b 1 1 1").to(q.dtype)
                 key_mask = key_mask | ~has_key[:, None]
         if dropout > 0 and q.device.type == "cpu":
-            seed = int(torch.randint(SEED_RANGE, (1,)).item())
-            return dropout_attention(q, k, v, key_mask, dropout, seed)
+            return dropout_attention(q, k, v, key_mask, dropout, draw_seed())
         bias = None if key_mask is None else key_padding_bias(key_mask, q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
 

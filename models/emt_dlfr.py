@@ -14,8 +14,9 @@ tokens -> [UNK], dropped frames -> zeros), with all weights shared (§4.1). Per 
 
 Fast path (default): the text encoder, both LSTMs, the fusion and the prediction head run ONCE on the two
 views stacked along the batch (2B); only the BatchNorm-carrying SimSiam heads run per view, so their
-batch statistics are per view as in the reference. The fusion uses fused / memory-lean attention and, in
-training, recomputes its activations in the backward pass (:mod:`models.emt`). The plain path
+batch statistics are per view as in the reference. BERT and the fusion use fused / memory-lean attention
+(:data:`models.text_encoder.LEAN_ATTENTION`, :mod:`models.emt`) and, in training, the fusion recomputes
+its activations in the backward pass. The plain path
 (:func:`reference_path`) runs one view at a time with the explicit softmax attention and stores every
 activation, as the reference does; it serves as the reference in tests and benchmarks. Both paths give
 the same outputs and gradients (tests/test_model_fastpath.py).
@@ -36,13 +37,16 @@ from models.dlfr_heads import Predictor, Projector, reconstruction_head
 from models.emt import NUM_MODALITIES, set_explicit_attention
 from models.encoders import AuViSubNet
 from models.fusion import build_fusion
-from models.text_encoder import load_text_encoder
+from models.text_encoder import LEAN_ATTENTION, load_text_encoder
 
 #: The four representations pulled together by the SimSiam attraction loss.
 ATTRACTION_TARGETS = ("gmc", "text", "audio", "video")
 
 #: Special tokens around the words of a BERT input: [CLS] ... [SEP].
 SPECIAL_TOKENS = 2
+
+#: HF attention of the text encoder on the plain path when the encoder came with the lean one selected.
+PLAIN_TEXT_ATTENTION = "sdpa"
 
 #: Suffix of the incomplete view's outputs.
 MISSING_SUFFIX = "_m"
@@ -77,6 +81,8 @@ class EMTDLFR(nn.Module):
         self.use_finetune = cfg.use_finetune
         self.text_model = text_encoder if text_encoder is not None else load_text_encoder(cfg.bert)
         text_dim = self.text_model.config.hidden_size
+        current = self.text_model.config._attn_implementation
+        self.plain_text_attention = PLAIN_TEXT_ATTENTION if current == LEAN_ATTENTION else current
         self.audio_model = AuViSubNet(
             audio_dim, cfg.a_lstm_hidden_size, cfg.audio_out, cfg.a_lstm_layers, cfg.a_lstm_dropout
         )
@@ -113,6 +119,7 @@ class EMTDLFR(nn.Module):
         """Fast path (stacked views, fused SDPA) or plain path (one view at a time, explicit softmax)."""
         self.fast = enabled
         set_explicit_attention(self.fusion, not enabled)
+        self.text_model.set_attn_implementation(LEAN_ATTENTION if enabled else self.plain_text_attention)
         if hasattr(self.fusion, "recompute"):
             self.fusion.recompute = enabled
 

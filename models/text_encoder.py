@@ -14,6 +14,11 @@ never used. :func:`load_text_encoder` turns the config's ``bert`` string into su
 
 Anything that cannot be loaded raises one :class:`~utils.errors.UserError` saying where it looked and
 how to fix it.
+
+:data:`LEAN_ATTENTION` names an attention implementation for HF models: in training on a CPU (where
+SDPA's fused kernel has no dropout and its fallback keeps three (B, h, L, L) tensors per layer) it runs
+:func:`models.dropout_attention.dropout_attention`; everywhere else it is HF's SDPA. The model's fast path
+selects it for BERT.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel
+from transformers import AttentionInterface, AttentionMaskInterface, BertConfig, BertModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import sdpa_mask
 
+from models.dropout_attention import draw_seed, dropout_attention
 from utils.errors import UserError
 
 RANDOM_PREFIX = "random:"
@@ -55,6 +63,35 @@ FIX_HINT = (
     "pytorch_model.bin, use bert=minilm (pretrained, offline) or bert=random:base, or, for a hub "
     "name, connect to the internet (or put the model in the HF cache and set HF_HUB_OFFLINE=1)."
 )
+
+
+LEAN_ATTENTION = "emt_lean_sdpa"
+
+
+def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None | bool:
+    """(B, 1, Lq, Lk) bool SDPA mask -> (B, Lk) key mask; False when it is not a pure key-padding mask."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dtype != torch.bool or attention_mask.dim() != 4 or attention_mask.shape[1] != 1:
+        return False
+    rows = attention_mask[:, 0]  # (B, Lq, Lk)
+    if not torch.equal(rows.all(dim=1), rows.any(dim=1)):
+        return False
+    return rows[:, 0]
+
+
+def lean_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """HF attention function: q, k, v (B, h, L, d) -> ((B, L, h, d), None), SDPA semantics."""
+    key_mask = _key_mask(attention_mask)
+    head_scale = scaling is None or scaling == query.shape[-1] ** -0.5
+    if dropout > 0 and query.device.type == "cpu" and head_scale and key_mask is not False:
+        out = dropout_attention(query, key, value, key_mask, dropout, draw_seed())  # (B, h, L, d)
+        return out.transpose(1, 2).contiguous(), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+AttentionInterface.register(LEAN_ATTENTION, lean_attention)
+AttentionMaskInterface.register(LEAN_ATTENTION, sdpa_mask)
 
 
 def random_text_encoder(size: str) -> BertModel:

@@ -3,10 +3,10 @@
 import torch
 from torch import nn
 
-from models import build_model, describe
+from models import build_model, describe, reference_path
 from models.dlfr_heads import Predictor, Projector
 from models.emt_dlfr import length_mask
-from models.text_encoder import load_text_encoder
+from models.text_encoder import LEAN_ATTENTION, load_text_encoder
 from tests.model_inputs import dropout_free_bert, make_inputs, tiny_config
 
 TEXT_LENGTHS = [12, 5, 2, 8]
@@ -155,3 +155,15 @@ def test_describe_counts_shared_modules_once():
     assert counts["fusion"] == per_cst + per_pool
     assert counts["total"] == counts["bert"] + counts["trainable_excluding_bert"]
     assert counts["bert"] == sum(p.numel() for p in model.text_model.parameters())
+
+
+def test_fast_path_selects_the_lean_bert_attention():
+    encoder = dropout_free_bert()
+    model = _model(encoder=encoder)
+    assert model.text_model.config._attn_implementation == LEAN_ATTENTION
+    with reference_path(model):
+        assert model.text_model.config._attn_implementation == "sdpa"
+    assert model.text_model.config._attn_implementation == LEAN_ATTENTION
+    again = _model(encoder=encoder)  # an encoder handed over with the lean attention already selected
+    with reference_path(again):
+        assert again.text_model.config._attn_implementation == "sdpa"

@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from models import text_encoder
-from models.text_encoder import RANDOM_ENCODERS, load_text_encoder
+from models.text_encoder import LEAN_ATTENTION, RANDOM_ENCODERS, load_text_encoder
 from utils.errors import UserError
 
 
@@ -81,3 +81,48 @@ def test_unreachable_hub_name_is_one_user_error(monkeypatch):
     assert "HF_HUB_OFFLINE" in message and "config.json" in message
     assert "\n" not in message
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def _tiny_bert(**overrides) -> BertModel:
+    torch.manual_seed(0)
+    return BertModel(BertConfig(**dict(RANDOM_ENCODERS["tiny"], **overrides))).double().train()
+
+
+def test_lean_attention_is_sdpa_attention():
+    """With (practically) no drops the lean CPU kernel gives SDPA's outputs and gradients, padding included."""
+    ids = torch.randint(1000, 2000, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 4:] = 0
+    mask[2, 7:] = 0
+    results = []
+    for implementation in ("sdpa", LEAN_ATTENTION):
+        model = _tiny_bert(hidden_dropout_prob=0.0, attention_probs_dropout_prob=1e-12)
+        model.set_attn_implementation(implementation)
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        out.square().sum().backward()
+        results.append((out, [p.grad for p in model.parameters() if p.grad is not None]))
+    (out_sdpa, grads_sdpa), (out_lean, grads_lean) = results
+    assert torch.allclose(out_lean, out_sdpa, atol=1e-10)
+    assert len(grads_lean) == len(grads_sdpa)
+    for a, b in zip(grads_lean, grads_sdpa):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_lean_attention_drops_reproducibly():
+    model = _tiny_bert(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.5)
+    model.set_attn_implementation(LEAN_ATTENTION)
+    ids = torch.randint(1000, 2000, (2, 6))
+    torch.manual_seed(1)
+    first = model(input_ids=ids).last_hidden_state
+    torch.manual_seed(1)
+    assert torch.equal(first, model(input_ids=ids).last_hidden_state)
+    assert not torch.allclose(first, model.eval()(input_ids=ids).last_hidden_state)
+
+
+def test_only_key_padding_masks_take_the_lean_kernel():
+    padding = torch.tensor([[True, True, False], [True, True, True]])[:, None, None, :].expand(2, 1, 3, 3)
+    assert torch.equal(text_encoder._key_mask(padding), padding[:, 0, 0])
+    causal = torch.ones(3, 3, dtype=torch.bool).tril()[None, None].expand(2, 1, 3, 3)
+    assert text_encoder._key_mask(causal) is False
+    assert text_encoder._key_mask(torch.zeros(2, 1, 3, 3)) is False  # an additive float mask
+    assert text_encoder._key_mask(None) is None
