@@ -7,7 +7,8 @@ Perceiver-style pre-norm blocks:
 * :class:`Attention` - bias-free q / kv projections, ``heads`` heads of width D/heads, a key-padding
   mask, dropout on the attention probabilities, an output projection with bias.
 * :class:`FeedForward` - GEGLU: Linear(D, 2mD) -> a * gelu(b) -> Linear(mD, D) -> Dropout.
-* :class:`CrossSelfTransformer` (CST, half an MPU) - cross-attention to a context, self-attention, FFN.
+* :class:`CrossSelfTransformer` (CST, half an MPU) - cross-attention to a context, self-attention, FFN
+  (:meth:`CrossSelfTransformer.forward_contexts`: the same block reading several contexts, for OOLL).
 * :class:`AttentionPool` - ``W2 act(W1 S + b1) + b2`` scores, softmax over the 3 modality-specific
   copies of the global tokens.
 * :class:`PositionalEmbedding` - sinusoidal (or learnable) absolute positions, added once to each local
@@ -41,6 +42,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from models.dropout_attention import draw_seed, dropout_attention
+from models.ragged import Ragged, every_clip_has_tokens
 from utils.errors import ConfigError
 
 #: Number of global multimodal-context tokens: one per modality (text, audio, video).
@@ -102,16 +104,32 @@ class Attention(nn.Module):
         self.explicit_softmax = False
 
     def forward(
-        self, x: torch.Tensor, context: Optional[torch.Tensor] = None, key_mask: Optional[torch.Tensor] = None
+        self,
+        x: torch.Tensor,
+        context: Optional[torch.Tensor] = None,
+        key_mask: Optional[torch.Tensor | Ragged] = None,
+        layout: Optional[Ragged] = None,
     ) -> torch.Tensor:
-        context = x if context is None else context
-        q = self.to_q(x)  # (B, Tq, D)
-        k, v = self.to_kv(context).chunk(2, dim=-1)  # (B, Tk, D) each
-        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (q, k, v))
+        """x (B, Tq, D) attends to context (B, Tk, D) (default: x itself) whose valid keys are ``key_mask`` (B, Tk).
+
+        Packed tokens: with ``layout`` x is (N, D), the valid rows of a (B, Tq) batch, and so is the result;
+        a :class:`~models.ragged.Ragged` ``key_mask`` says that the context is packed. Only the attention
+        itself runs on the padded (B, h, T, d) tensors.
+        """
+        context_layout = key_mask if isinstance(key_mask, Ragged) else None
+        if context is None:
+            context, context_layout = x, layout
+        q = self.to_q(x)  # (B, Tq, D) or (Nq, D)
+        kv = self.to_kv(context)  # (B, Tk, 2D) or (Nk, 2D)
+        if layout is not None:
+            q = layout.unpack(q)
+        if context_layout is not None:
+            kv, key_mask = context_layout.unpack(kv), context_layout.mask  # (B, Tk, 2D), (B, Tk)
+        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (q, *kv.chunk(2, dim=-1)))
         dropout = self.dropout if self.training else 0.0
         attend = self._explicit if self.explicit_softmax else self._fused
-        out = attend(q, k, v, key_mask, dropout)  # (B, h, Tq, d)
-        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))  # (B, Tq, D)
+        out = rearrange(attend(q, k, v, key_mask, dropout), "b h n d -> b n (h d)")  # (B, Tq, D)
+        return self.to_out(out if layout is None else layout.pack(out))
 
     def _fused(self, q, k, v, key_mask, dropout: float) -> torch.Tensor:
         if key_mask is not None:
@@ -193,10 +211,29 @@ class CrossSelfTransformer(nn.Module):
         mask: Optional[torch.Tensor] = None,
         context_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """x (B, T1, D), context (B, T2, D), masks bool (B, T1) / (B, T2), True = valid -> (B, T1, D)."""
+        """x (B, T1, D), context (B, T2, D), masks bool (B, T1) / (B, T2), True = valid -> (B, T1, D).
+
+        Packed tokens: a :class:`~models.ragged.Ragged` mask says that x (or the context) is packed, (N, D).
+        """
+        return self.forward_contexts(x, [(context, context_mask)], mask)
+
+    def forward_contexts(
+        self,
+        x: torch.Tensor,
+        contexts: Sequence[tuple[torch.Tensor, Optional[torch.Tensor]]],
+        mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """x (B, T1, D) reads several contexts [(context (B, T_j, D), context_mask (B, T_j) or None)] per layer.
+
+        The one cross-attention (same weights and norms) reads each context separately and the residual adds
+        their mean, ``x <- x + mean_j CrossAttn(LN(x), LN(C_j), mask_j)``, then self-attention and the FFN run
+        once. With one context this is exactly :meth:`forward`.
+        """
+        layout = mask if isinstance(mask, Ragged) else None
         for cross_attn, self_attn, ff in self.layers:
-            x = cross_attn(x, context=context, key_mask=context_mask) + x
-            x = self_attn(x, key_mask=mask) + x
+            reads = [cross_attn(x, context=c, key_mask=c_mask, layout=layout) for c, c_mask in contexts]
+            x = (reads[0] if len(reads) == 1 else torch.stack(reads).mean(dim=0)) + x
+            x = self_attn(x, key_mask=mask, layout=layout) + x
             x = ff(x) + x
         return x
 
@@ -306,6 +343,7 @@ class EMT(nn.Module):
         pool = AttentionPool(NUM_MODALITIES * dim, attn_act_fn)
         self.pools = nn.ModuleList([pool] + [share_or_copy(pool, layer_share) for _ in range(depth - 1)])
         self.recompute = False
+        self.packed = False
 
     @classmethod
     def from_config(cls, cfg) -> "EMT":
@@ -317,9 +355,12 @@ class EMT(nn.Module):
         With ``recompute`` (the fast path in training) the CST keeps no activations: it runs on chunks of
         about ``RECOMPUTE_CHUNK_TOKENS`` target tokens, each recomputed in the backward pass, so only one
         chunk's activations exist at a time. Clips are independent, so chunking over the batch is exact.
+        Packed applications (:class:`~models.ragged.Ragged` masks) are recomputed whole.
         """
         if not (self.recompute and torch.is_grad_enabled()):
             return cst(x, context, mask, context_mask)
+        if isinstance(mask, Ragged) or isinstance(context_mask, Ragged):
+            return checkpoint(cst, x, context, mask, context_mask, use_reentrant=False)
         step = max(1, RECOMPUTE_CHUNK_TOKENS // x.shape[1])
         chunks = [
             checkpoint(
@@ -337,12 +378,27 @@ class EMT(nn.Module):
     def forward(
         self, gmc: torch.Tensor, locals_: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """gmc (B, 3, D); locals_ [(B, T_m, D)] x 3; masks [(B, T_m) bool, True = valid] -> same shapes."""
+        """gmc (B, 3, D); locals_ [(B, T_m, D)] x 3; masks [(B, T_m) bool, True = valid] -> same shapes.
+
+        With ``packed`` (the model's fast path) the layers run on the valid local tokens only and the
+        returned local sequences are zero at the padding (see :mod:`models.ragged`); a batch with a clip
+        that has no valid token in some modality keeps the padding, which the reference then reads.
+        """
         locals_ = [self.pos_emb(h) for h in locals_]
+        if not (self.packed and every_clip_has_tokens(*masks)):
+            return self._layers(gmc, locals_, masks)
+        layouts = [Ragged.from_mask(mask) for mask in masks]
+        gmc, packed = self._layers(gmc, [layout.pack(h) for layout, h in zip(layouts, locals_)], layouts)
+        return gmc, [layout.unpack(h) for layout, h in zip(layouts, packed)]
+
+    def _layers(
+        self, gmc: torch.Tensor, locals_: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | Ragged]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The L layers on padded locals (B, T_m, D) with bool masks, or packed (N_m, D) with their layouts."""
         for layer, pool in zip(self.mpus, self.pools):
             new_locals, gmc_copies = [], []
             for (local_cst, global_cst), h, mask in zip(layer, locals_, masks):
-                new_locals.append(self._run(local_cst, h, gmc, mask, None))  # (B, T_m, D)
+                new_locals.append(self._run(local_cst, h, gmc, mask, None))  # (B, T_m, D) or (N_m, D)
                 gmc_copies.append(self._run(global_cst, gmc, h, None, mask))  # (B, 3, D)
             pooled = pool(rearrange(torch.stack(gmc_copies, dim=1), "b m n d -> b m (n d)"))  # (B, 3D)
             gmc = rearrange(pooled, "b (n d) -> b n d", n=NUM_MODALITIES)

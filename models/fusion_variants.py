@@ -4,18 +4,20 @@ Every strategy is a drop-in behind ``cfg.fusion`` with the fusion interface of :
 ``fusion(gmc (B, 3, D), [H_t, H_a, H_v] (B, T_m, D), masks bool (B, T_m)) -> (gmc_out, locals_out)``, and
 is built from the EMT's own blocks (:class:`models.emt.CrossSelfTransformer` with its GEGLU FFN,
 :class:`models.emt.AttentionPool`, :class:`models.emt.PositionalEmbedding`) with the same width, depth,
-heads and dropouts. The strategies differ ONLY in the context the local tokens of modality m read in the
-cross-attention of their CST (Cross-Self Transformer) update:
+heads and dropouts. The strategies differ ONLY in the context(s) the local tokens of modality m read in the
+cross-attention of their one CST (Cross-Self Transformer) update; self-attention and the FFN then run once,
+as in the EMT:
 
-=============  ==========================================================================  ===============
+=============  ==========================================================================  ===================
 ``--fusion``   local update of modality m in layer l                                       cross-modal cost
-=============  ==========================================================================  ===============
+=============  ==========================================================================  ===================
 ``emt``        OAGL (:class:`models.emt.EMT`): one CST, context = the 3 GMC tokens          O(3 T_m)
-``ooll``       OOLL, MulT-style: one CST per ordered pair (m <- n), context = H_n, n != m;   O(T_m T_n)
-               the two pair outputs are averaged (MulT concatenates them; the mean keeps D)
+``ooll``       OOLL, MulT-style: one CST whose cross-attention reads each H_n, n != m,      O(T_m sum_{n!=m} T_n)
+               separately (one-to-one, same weights); the residual adds the mean of the
+               two reads (:meth:`models.emt.CrossSelfTransformer.forward_contexts`)
 ``oall``       OALL, PMR-style: one CST, context = concat(H_t, H_a, H_v) (all modalities,   O(T_m sum T)
                masks concatenated likewise)
-=============  ==========================================================================  ===============
+=============  ==========================================================================  ===================
 
 The global tokens. The heads and the DLFR attraction loss need the GMC, so every strategy keeps the EMT's
 global-from-local direction unchanged: per layer and modality, a CST lets the GMC (B, 3, D) read H_m
@@ -33,10 +35,11 @@ those of the parallel strategy.
 Sharing switches (interpreted as in the EMT; all True, the shipped config, leaves ONE CST and one pool in
 total, so every strategy has the EMT's parameter count):
 
-* ``mpu_share``: the CST updating modality m's locals (its first pair CST for OOLL) also updates the GMC
-  from m (the two directions of one mutual-promotion unit).
-* ``modality_share``: one local CST for all modalities (for OOLL: for all six ordered pairs) and one
-  global CST for all modalities; without it every modality (OOLL: every ordered pair) has its own.
+* ``mpu_share``: the CST updating modality m's locals also updates the GMC from m (the two directions of
+  one mutual-promotion unit).
+* ``modality_share``: one local CST for all modalities and one global CST for all modalities; without it
+  every modality has its own (for OOLL, modality m's CST reads both other modalities with its one
+  cross-attention, so unsharing gives per-target, not per-pair, weights).
 * ``layer_share``: every layer reuses layer 1's modules (CSTs and pool).
 
 Training with ``recompute`` (set by :meth:`models.emt_dlfr.EMTDLFR.set_fast_path`, as for the EMT) runs each
@@ -70,13 +73,12 @@ Context = tuple[torch.Tensor, Optional[torch.Tensor]]
 class StrategyFusion(nn.Module):
     """L layers of local updates (strategy-specific contexts) and the EMT's global-from-local update.
 
-    ``layers[l]["local"][m][j]`` is the CST of layer l updating modality m from its j-th context
-    (:meth:`contexts`); ``layers[l]["global"][m]`` lets the GMC read modality m; ``pools[l]`` pools the
-    three GMC copies. Subclasses set :attr:`CONTEXTS_PER_MODALITY`, :attr:`SERIAL` and :meth:`contexts`.
+    ``layers[l]["local"][m]`` is the CST of layer l updating modality m from its contexts (:meth:`contexts`;
+    several contexts are read by its one cross-attention, see
+    :meth:`models.emt.CrossSelfTransformer.forward_contexts`); ``layers[l]["global"][m]`` lets the GMC read
+    modality m; ``pools[l]`` pools the three GMC copies. Subclasses set :attr:`SERIAL` and :meth:`contexts`.
     """
 
-    #: How many contexts (hence CSTs) each modality's local update reads per layer.
-    CONTEXTS_PER_MODALITY = 1
     #: Update the modalities one after another inside a layer (True) or all from layer l-1 (False).
     SERIAL = False
 
@@ -100,15 +102,12 @@ class StrategyFusion(nn.Module):
         self.dim = dim
         self.pos_emb = PositionalEmbedding(dim, max_seq_len, emb_dropout, learnable_pos_emb)
         cst = CrossSelfTransformer(dim, heads, 1, attn_dropout, ff_dropout, ff_expansion)
-        local = nn.ModuleList(
-            nn.ModuleList(share_or_copy(cst, modality_share) for _ in range(self.CONTEXTS_PER_MODALITY))
-            for _ in range(NUM_MODALITIES)
-        )
-        if mpu_share:
-            glob = nn.ModuleList(local[m][0] for m in range(NUM_MODALITIES))
-        else:
-            global_cst = copy.deepcopy(cst)
-            glob = nn.ModuleList(share_or_copy(global_cst, modality_share) for _ in range(NUM_MODALITIES))
+
+        def per_modality(block: CrossSelfTransformer) -> nn.ModuleList:
+            return nn.ModuleList([block] + [share_or_copy(block, modality_share) for _ in range(NUM_MODALITIES - 1)])
+
+        local = per_modality(cst)
+        glob = nn.ModuleList(local) if mpu_share else per_modality(copy.deepcopy(cst))
         layer = nn.ModuleDict({"local": local, "global": glob})
         self.layers = nn.ModuleList([layer] + [share_or_copy(layer, layer_share) for _ in range(depth - 1)])
         pool = AttentionPool(NUM_MODALITIES * dim, attn_act_fn)
@@ -122,36 +121,32 @@ class StrategyFusion(nn.Module):
     def contexts(
         self, m: int, locals_: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], gmc: torch.Tensor
     ) -> list[Context]:
-        """The ``CONTEXTS_PER_MODALITY`` contexts modality m's local tokens cross-attend to."""
+        """The contexts modality m's local tokens cross-attend to (OOLL: one per other modality; others: one)."""
         raise NotImplementedError
 
-    def _run(self, cst: CrossSelfTransformer, x, context, mask, context_mask) -> torch.Tensor:
-        """One CST application; with ``recompute`` in training, checkpointed in chunks of whole clips."""
+    def _run(self, cst: CrossSelfTransformer, x, contexts: Sequence[Context], mask) -> torch.Tensor:
+        """One CST application reading ``contexts``; with ``recompute`` in training, checkpointed in chunks of clips."""
         if not (self.recompute and torch.is_grad_enabled()):
-            return cst(x, context, mask, context_mask)
+            return cst.forward_contexts(x, contexts, mask)
         step = max(1, RECOMPUTE_CHUNK_TOKENS // x.shape[1])
         outs = []
         for start in range(0, x.shape[0], step):
             part = slice(start, start + step)
-            outs.append(
-                checkpoint(
-                    cst,
-                    x[part],
-                    context[part],
-                    None if mask is None else mask[part],
-                    None if context_mask is None else context_mask[part],
-                    use_reentrant=False,
-                )
-            )
+
+            def rows(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+                return None if t is None else t[part]
+
+            chunk_contexts = [(rows(context), rows(context_mask)) for context, context_mask in contexts]
+            outs.append(checkpoint(cst.forward_contexts, rows(x), chunk_contexts, rows(mask), use_reentrant=False))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
-    def _update_local(self, csts: nn.ModuleList, m: int, locals_, masks, gmc) -> torch.Tensor:
-        """Modality m's new local tokens (B, T_m, D): the mean of its CSTs' outputs over its contexts."""
-        outs = [
-            self._run(cst, locals_[m], context, masks[m], context_mask)
-            for cst, (context, context_mask) in zip(csts, self.contexts(m, locals_, masks, gmc))
-        ]
-        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
+    def _update_local(self, layer: nn.ModuleDict, m: int, locals_, masks, gmc) -> torch.Tensor:
+        """Modality m's new local tokens (B, T_m, D): its CST reading the strategy's contexts."""
+        return self._run(layer["local"][m], locals_[m], self.contexts(m, locals_, masks, gmc), masks[m])
+
+    def _update_global(self, layer: nn.ModuleDict, m: int, gmc, local, mask) -> torch.Tensor:
+        """The GMC copy (B, 3, D) that read modality m's local tokens (masked): common to every strategy."""
+        return self._run(layer["global"][m], gmc, [(local, mask)], None)
 
     def _layer(self, layer: nn.ModuleDict, pool: AttentionPool, gmc, locals_, masks):
         """One layer, parallel or serial -> new gmc (B, 3, D) and locals."""
@@ -159,13 +154,13 @@ class StrategyFusion(nn.Module):
         if self.SERIAL:
             locals_ = list(locals_)
             for m in range(NUM_MODALITIES):
-                locals_[m] = self._update_local(layer["local"][m], m, locals_, masks, gmc)
-                gmc = self._run(layer["global"][m], gmc, locals_[m], None, masks[m])  # (B, 3, D)
+                locals_[m] = self._update_local(layer, m, locals_, masks, gmc)
+                gmc = self._update_global(layer, m, gmc, locals_[m], masks[m])  # (B, 3, D)
                 gmc_copies.append(gmc)
         else:
-            new_locals = [self._update_local(layer["local"][m], m, locals_, masks, gmc) for m in range(NUM_MODALITIES)]
+            new_locals = [self._update_local(layer, m, locals_, masks, gmc) for m in range(NUM_MODALITIES)]
             for m in range(NUM_MODALITIES):
-                gmc_copies.append(self._run(layer["global"][m], gmc, locals_[m], None, masks[m]))  # (B, 3, D)
+                gmc_copies.append(self._update_global(layer, m, gmc, locals_[m], masks[m]))  # (B, 3, D)
             locals_ = new_locals
         pooled = pool(rearrange(torch.stack(gmc_copies, dim=1), "b m n d -> b m (n d)"))  # (B, 3D)
         return rearrange(pooled, "b (n d) -> b n d", n=NUM_MODALITIES), locals_
@@ -190,9 +185,23 @@ class EMTSerial(StrategyFusion):
 
 
 class OOLL(StrategyFusion):
-    """OOLL (MulT-style): modality m's tokens cross-attend to each other modality n != m in its own CST."""
+    """OOLL (MulT-style one-to-one local-local): modality m's tokens cross-attend to each other modality n != m.
 
-    CONTEXTS_PER_MODALITY = NUM_MODALITIES - 1
+    Inside modality m's one CST, its one cross-attention (the same weights and norms) reads H_n for each
+    n != m separately, each with H_n's key mask, and the residual adds the MEAN of the two reads:
+    ``H_m <- H_m + mean_{n != m} CrossAttn(LN(H_m), LN(H_n), mask_n)``, then the CST's self-attention and
+    FFN run once. Mean rather than sum: the update then has the scale of one cross-attention read, as in
+    the EMT and OALL whose weights and initialisation it shares (a sum would double the cross residual's
+    contribution relative to self-attention and the FFN). It is also OALL's read with the attention mass
+    split equally between the two sources instead of by one softmax over the concatenated keys. (MulT
+    concatenates its per-source outputs, which would need a 2D-wide block and change the parameter count.)
+
+    Cost per target m and layer (D = width): the non-cross parts (self-attention, FFN, the GMC's reads,
+    pool) equal OALL's and the parameters equal the EMT's. The cross-attention's score and value matmuls
+    cost 2 D T_m sum_{n != m} T_n MACs against OALL's 2 D T_m sum_n T_n; the second query and output
+    projection (2 D^2 T_m) is exactly what OALL spends projecting the keys and values of m's own T_m tokens,
+    so OOLL's cross-modal cost is OALL's minus the 2 D T_m^2 of attending to its own modality.
+    """
 
     def contexts(self, m, locals_, masks, gmc) -> list[Context]:
         return [(locals_[n], masks[n]) for n in range(NUM_MODALITIES) if n != m]  # (B, T_n, D)

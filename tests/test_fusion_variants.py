@@ -1,4 +1,5 @@
-"""The fusion-strategy variants (models.fusion_variants): interface, masks, serial order, sharing, training."""
+"""The fusion-strategy variants (models.fusion_variants): interface, masks, serial order, sharing, OOLL's
+one-to-one reads, MAC ranking, training."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pytest
 import torch
 
 import run
+from bench.fusion_bench import counted
 from config import get_config
-from models.emt import EMT, NUM_MODALITIES
+from models import fusion_variants
+from models.emt import EMT, NUM_MODALITIES, set_explicit_attention
 from models.fusion import FUSIONS, build_fusion
-from models.fusion_variants import OALL, VARIANT_FUSIONS, EMTSerial, OALLSerial
+from models.fusion_variants import OALL, OOLL, VARIANT_FUSIONS, EMTSerial, OALLSerial
 
 DIM, HEADS, DEPTH = 8, 2, 2
 BATCH, LENGTHS = 3, (5, 7, 4)
@@ -57,6 +60,13 @@ def test_every_strategy_has_the_emt_parameter_count_when_fully_shared(name):
     assert count == sum(p.numel() for p in built("emt").parameters())
 
 
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+@pytest.mark.parametrize("switch", SWITCHES)
+def test_every_strategy_has_the_emt_parameter_count_with_a_switch_off(name, switch):
+    count = sum(p.numel() for p in built(name, **{switch: False}).parameters())
+    assert count == sum(p.numel() for p in built("emt", **{switch: False}).parameters())
+
+
 @pytest.mark.parametrize("name", sorted(VARIANT_FUSIONS))
 @pytest.mark.parametrize("switch", SWITCHES)
 def test_unsharing_a_switch_adds_independent_blocks(name, switch):
@@ -67,10 +77,64 @@ def test_unsharing_a_switch_adds_independent_blocks(name, switch):
     assert unshared(gmc, locals_, masks)[0].shape == gmc.shape
 
 
-def test_ooll_has_one_block_per_ordered_pair_without_modality_sharing():
-    fusion = built("ooll", mpu_share=False, modality_share=False, layer_share=True)
-    blocks = {id(cst) for layer in fusion.layers for cst in [*layer["global"], *(c for m in layer["local"] for c in m)]}
-    assert len(blocks) == NUM_MODALITIES * (NUM_MODALITIES - 1) + NUM_MODALITIES
+@pytest.mark.parametrize("name", sorted(VARIANT_FUSIONS))
+@pytest.mark.parametrize("mpu_share, blocks_per_layer", [(False, 2 * NUM_MODALITIES), (True, NUM_MODALITIES)])
+def test_one_local_block_per_modality_without_modality_sharing(name, mpu_share, blocks_per_layer):
+    fusion = built(name, mpu_share=mpu_share, modality_share=False, layer_share=True)
+    blocks = {id(cst) for layer in fusion.layers for cst in [*layer["global"], *layer["local"]]}
+    assert len(blocks) == blocks_per_layer
+
+
+def test_ooll_local_update_is_one_cst_adding_the_mean_of_its_one_to_one_reads():
+    fusion = built("ooll", fusion_layers=1)
+    gmc, locals_, masks = fusion_inputs()
+    _, out_locals = fusion(gmc, locals_, masks)
+    h = [fusion.pos_emb(x) for x in locals_]
+    for m in range(NUM_MODALITIES):
+        cross, self_attn, ff = fusion.layers[0]["local"][m].layers[0]
+        reads = [cross(h[m], context=h[n], key_mask=masks[n]) for n in range(NUM_MODALITIES) if n != m]
+        x = h[m] + (reads[0] + reads[1]) / 2
+        x = self_attn(x, key_mask=masks[m]) + x
+        x = ff(x) + x
+        torch.testing.assert_close(out_locals[m], x)
+
+
+@pytest.mark.parametrize("source", [1, 2])
+def test_ooll_reads_the_other_modalities_valid_tokens_only(source):
+    """One layer: text's new tokens depend on audio / vision only through OOLL's local-local reads."""
+    gmc, locals_, masks = fusion_inputs()
+    mask = masks[source][..., None]
+    valid_changed, padding_changed = list(locals_), list(locals_)
+    valid_changed[source] = torch.where(mask, torch.randn_like(locals_[source]), locals_[source])
+    padding_changed[source] = torch.where(mask, locals_[source], 1e3 * torch.randn_like(locals_[source]))
+    text = {}
+    for name in ("ooll", "emt"):
+        fusion = built(name, fusion_layers=1)
+        text[name] = [fusion(gmc, h, masks)[1][0] for h in (locals_, valid_changed, padding_changed)]
+    clean, valid, padded = text["ooll"]
+    assert not torch.allclose(valid[masks[0]], clean[masks[0]], atol=1e-3)
+    torch.testing.assert_close(padded[masks[0]], clean[masks[0]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(text["emt"][1], text["emt"][0])  # the EMT's locals read only the GMC
+
+
+def fusion_macs(name: str) -> dict:
+    """Forward MACs (total / cross / self, counted as the benchmark does) of the small fusion, explicit attention."""
+    fusion = built(name)
+    set_explicit_attention(fusion, True)
+    with torch.no_grad(), counted(fusion) as macs:
+        fusion(*fusion_inputs())
+    return macs
+
+
+def test_macs_rank_emt_below_ooll_below_oall():
+    macs = {name: fusion_macs(name) for name in ("emt", "ooll", "oall")}
+    for part in ("cross", "total"):
+        assert macs["emt"][part] < macs["ooll"][part] < macs["oall"][part], part
+    assert macs["ooll"]["self"] == macs["oall"]["self"] == macs["emt"]["self"]
+    # OOLL = OALL minus each target's attention to its own modality (q k^T and probs v: 2 D T_m^2 per clip).
+    own = DEPTH * BATCH * sum(2 * DIM * t * t for t in LENGTHS)
+    assert macs["oall"]["cross"] - macs["ooll"]["cross"] == own
+    assert macs["oall"]["total"] - macs["ooll"]["total"] == own
 
 
 @pytest.mark.parametrize("name", sorted(VARIANT_FUSIONS))
@@ -103,8 +167,8 @@ def test_serial_update_differs_from_parallel_with_the_same_weights(serial, paral
 
 def copy_weights(target, source) -> None:
     """Load the fully shared single CST and pool of ``source`` (any strategy) into ``target``."""
-    target_cst = target.mpus[0][0][0] if isinstance(target, EMT) else target.layers[0]["local"][0][0]
-    target_cst.load_state_dict(source.layers[0]["local"][0][0].state_dict())
+    target_cst = target.mpus[0][0][0] if isinstance(target, EMT) else target.layers[0]["local"][0]
+    target_cst.load_state_dict(source.layers[0]["local"][0].state_dict())
     target.pools[0].load_state_dict(source.pools[0].state_dict())
 
 
@@ -127,8 +191,9 @@ def test_the_strategy_framework_with_global_contexts_in_parallel_is_the_emt():
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("cls", [OALL, OALLSerial])
-def test_recompute_path_gives_the_same_outputs_and_gradients(cls):
+@pytest.mark.parametrize("cls", [OALL, OALLSerial, OOLL])
+def test_recompute_path_gives_the_same_outputs_and_gradients(cls, monkeypatch):
+    monkeypatch.setattr(fusion_variants, "RECOMPUTE_CHUNK_TOKENS", 10)  # several recomputed chunks per CST
     torch.manual_seed(0)
     fusion = cls.from_config(small_cfg("oall")).train()
     gmc, locals_, masks = fusion_inputs()
