@@ -148,9 +148,13 @@ def setup_logging(out_dir: Path | None, name: str) -> Path | None:
 def describe_command(cfg) -> dict:
     from models import build_model
     from models.describe import describe
+    from trains.experiment import check_bert_folder_config, check_text_hidden_size
 
     _, audio_dim, vision_dim = cfg.feature_dims
-    return describe(build_model(cfg, audio_dim, vision_dim))
+    check_bert_folder_config(cfg)
+    model = build_model(cfg, audio_dim, vision_dim)
+    check_text_hidden_size(cfg, model.text_model)
+    return describe(model)
 
 
 def load_data(cfg, args):

@@ -43,7 +43,9 @@ class Config:
     normalized_data_file: Optional[str] = None
     use_normalized_data: bool = False
     language: str = "en"
-    #: (text, audio, vision) input widths of the official files; the text width is BERT's hidden size.
+    #: (text, audio, vision) input widths of the official files. Audio and vision are checked against the
+    #: data file; the text entry only records the reference's BERT width: the model takes the text width
+    #: from the loaded encoder (see ``text_hidden_size`` to pin it).
     feature_dims: tuple[int, int, int] = (768, 5, 20)
     #: Regression label range of the dataset, used to validate files.
     label_range: tuple[float, float] = (-3.0, 3.0)
@@ -60,6 +62,9 @@ class Config:
     #: Local folder, hub name, "minilm" (the offline pretrained MiniLM), or "random:<size>" (random init).
     bert: str = "bert-base-uncased"
     use_finetune: bool = True
+    #: None (default): any hidden size works, the projections and heads follow the encoder. An integer pins
+    #: it: an encoder of another hidden size is refused before training (e.g. 768 to insist on bert-base).
+    text_hidden_size: Optional[int] = None
 
     # --- audio / vision encoders (§4.2) --------------------------------------------------------
     a_lstm_hidden_size: int = 32
@@ -220,6 +225,10 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{name}' must be >= 1, got {getattr(cfg, name)}")
     if cfg.max_epochs is not None and cfg.max_epochs < 1:
         raise ConfigError(f"config key 'max_epochs' must be >= 1, got {cfg.max_epochs}")
+    if cfg.text_hidden_size is not None and cfg.text_hidden_size < 1:
+        raise ConfigError(
+            f"config key 'text_hidden_size' must be a positive BERT hidden size or none, got {cfg.text_hidden_size}"
+        )
     for rate in cfg.sweep_rates:
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"missing rate {rate} is outside [0, 1]")

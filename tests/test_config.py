@@ -49,3 +49,18 @@ def test_variant_names():
     assert get_config("mosi", use_reconstruction=False).variant == "emt-hlfr"
     assert get_config("mosi", use_attraction=False).variant == "emt-llfr"
     assert get_config("mosi", use_attraction=False, use_reconstruction=False).variant == "emt"
+
+
+def test_text_hidden_size_is_unset_by_default_and_validated():
+    from utils.results import config_fingerprint
+
+    mosi = get_config("mosi")
+    assert mosi.text_hidden_size is None
+    assert get_config("mosi", text_hidden_size="768").text_hidden_size == 768
+    assert get_config("mosi", text_hidden_size="none").text_hidden_size is None
+    with pytest.raises(ConfigError, match="'text_hidden_size' must be a positive BERT hidden size or none, got 0"):
+        get_config("mosi", text_hidden_size="0")
+    with pytest.raises(ConfigError, match="'text_hidden_size': expected int"):
+        get_config("mosi", text_hidden_size="wide")
+    # Pinning only refuses encoders; it does not change what is computed, so results stay valid.
+    assert config_fingerprint(get_config("mosi", text_hidden_size=768)) == config_fingerprint(mosi)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import pickle
 import shutil
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 
 import run
-from utils.errors import ConfigError, DataError
+from config import get_config
+from trains.experiment import build_datasets, model_for
+from utils.errors import ConfigError, DataError, cli_exit
 
 
 def main(*args):
@@ -72,3 +75,77 @@ def test_all_zero_modality_warns(tiny_root, tmp_path, caplog):
         run.load_data(run.get_config("tiny"), args)
     assert "split 'valid': the vision features are all zeros" in caplog.text
     assert "split 'train'" not in caplog.text
+
+
+def run_py(capsys, *args):
+    """``python run.py ARGS`` in-process: its exit status and its one ``error:`` line (no traceback)."""
+    with pytest.raises(SystemExit) as exc:
+        cli_exit(lambda: main(*args))
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in err and len(errors) == 1, err
+    return exc.value.code, errors[0]
+
+
+@pytest.fixture
+def tiny_bert(tmp_path):
+    """A local BERT folder (config.json + model.safetensors) of the 32-wide ``random:tiny`` encoder."""
+    from models.text_encoder import load_text_encoder
+
+    folder = tmp_path / "bert_tiny"
+    load_text_encoder("random:tiny").save_pretrained(folder)
+    return folder
+
+
+def edit_bert_config(folder, **changes):
+    conf = json.loads((folder / "config.json").read_text())
+    conf.update(changes)
+    (folder / "config.json").write_text(json.dumps(conf))
+
+
+def test_pinned_text_hidden_size_refuses_a_bert_folder_of_another_width(tiny_root, tiny_bert, tmp_path, capsys):
+    code, error = run_py(capsys, "--dataset", "tiny", "--data-root", str(tiny_root), "--out", str(tmp_path / "o"),
+                         "--seeds", "1", "--bert", str(tiny_bert), "--set", "text_hidden_size=768")
+    assert code == 2
+    assert f"text encoder '{tiny_bert}' has hidden size 32 (in {tiny_bert / 'config.json'})" in error
+    assert "text_hidden_size expects 768" in error and "drop the text_hidden_size setting" in error
+    assert not list((tmp_path / "o").glob("cells/*/*.json"))  # refused before any training
+
+
+def test_pinned_text_hidden_size_refuses_a_named_encoder_also_under_describe(capsys):
+    code, error = run_py(capsys, "--dataset", "tiny", "--describe", "--set", "text_hidden_size=768")
+    assert code == 2
+    assert "text encoder 'random:tiny' has hidden size 32, but text_hidden_size expects 768" in error
+
+
+def test_pinned_text_hidden_size_matching_the_encoder_is_accepted(tiny_root, tiny_bert):
+    path = tiny_root / "TINY" / "Processed" / "unaligned_12.pkl"
+    args = argparse.Namespace(data_root=None, data_path=str(path), fix_nonfinite=False, strict_data=False)
+    cfg = get_config("tiny", bert=str(tiny_bert), text_hidden_size="32")
+    data, data_path = run.load_data(cfg, args)
+    model = model_for(cfg, build_datasets(cfg, data, data_path, (0.0, 0.0, 0.0)))
+    assert model.text_model.config.hidden_size == 32
+
+
+@pytest.mark.parametrize(
+    "write, expected",
+    [
+        (lambda f: edit_bert_config(f, num_attention_heads=3),
+         "config.json has hidden_size=32, which num_attention_heads=3 does not divide (a broken config.json)"),
+        (lambda f: edit_bert_config(f, num_attention_heads=0),
+         "config.json has num_attention_heads=0, expected a positive integer"),
+        (lambda f: edit_bert_config(f, hidden_size="32"),
+         "config.json has hidden_size='32', expected a positive integer"),
+        (lambda f: (f / "config.json").write_text("[]"), "config.json holds a JSON list, not an object"),
+        (lambda f: (f / "config.json").write_text("{not json"),
+         "cannot read {folder}/config.json as JSON (Expecting property name enclosed in double quotes at line 1"),
+        (lambda f: (f / "config.json").unlink(), "folder {folder} lacks config.json or weights"),
+    ],
+    ids=["heads-do-not-divide", "zero-heads", "string-size", "json-list", "invalid-json", "missing"],
+)
+def test_broken_bert_config_json_is_one_line_naming_the_file(tiny_root, tiny_bert, tmp_path, capsys, write, expected):
+    write(tiny_bert)
+    code, error = run_py(capsys, "--dataset", "tiny", "--data-root", str(tiny_root), "--out", str(tmp_path / "o"),
+                         "--seeds", "1", "--bert", str(tiny_bert))
+    assert code == 2
+    assert f"text encoder '{tiny_bert}'" in error and expected.format(folder=tiny_bert) in error

@@ -8,16 +8,19 @@ once on the test split with the incomplete view's prediction.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Optional
 
+from transformers import BertConfig
 
 from config import Config
 from data.load_data import MMSADataset, build_loaders
 from models import build_model
 from models.reference_checkpoint import load_reference_checkpoint
+from models.text_encoder import CONFIG_FILE, MINILM_SPEC, RANDOM_PREFIX
 from trains.compile import maybe_compile
 from trains.trainer import Trainer
 from utils.errors import ConfigError
@@ -47,11 +50,65 @@ def build_datasets(cfg: Config, data, data_path: Path, rates: tuple[float, float
     return datasets
 
 
+def check_bert_folder_config(cfg: Config) -> None:
+    """Refuse a local BERT folder whose config.json transformers would crash on (not a JSON object, sizes
+    that are not positive integers, a hidden size not divisible by the heads), naming the file.
+
+    Only a folder is read here, as :func:`models.text_encoder.load_text_encoder` resolves ``cfg.bert``; a
+    missing config.json is left to the loader, which names the folder and the file.
+    """
+    if cfg.bert.startswith(RANDOM_PREFIX) or cfg.bert == MINILM_SPEC:
+        return
+    path = Path(cfg.bert).expanduser() / CONFIG_FILE
+    if not path.is_file():
+        return
+    fix = f"restore the encoder's original {CONFIG_FILE}, or choose another --bert"
+    try:
+        conf = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = f"{err.msg} at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else err
+        raise ConfigError(f"text encoder {cfg.bert!r}: cannot read {path} as JSON ({reason}); {fix}") from None
+    if not isinstance(conf, dict):
+        raise ConfigError(f"text encoder {cfg.bert!r}: {path} holds a JSON {type(conf).__name__}, not an object; {fix}")
+    for key in ("hidden_size", "num_attention_heads"):
+        value = conf.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(
+                f"text encoder {cfg.bert!r}: {path} has {key}={value!r}, expected a positive integer; {fix}"
+            )
+    defaults = BertConfig()  # what transformers fills in for a missing key
+    hidden = conf.get("hidden_size", defaults.hidden_size)
+    heads = conf.get("num_attention_heads", defaults.num_attention_heads)
+    if hidden % heads:
+        raise ConfigError(
+            f"text encoder {cfg.bert!r}: {path} has hidden_size={hidden}, which num_attention_heads={heads} does "
+            f"not divide (a broken {CONFIG_FILE}); {fix}"
+        )
+
+
+def check_text_hidden_size(cfg: Config, text_model) -> None:
+    """Refuse an encoder whose hidden size is not the one pinned with ``text_hidden_size`` (None: any)."""
+    hidden = text_model.config.hidden_size
+    if cfg.text_hidden_size is None or hidden == cfg.text_hidden_size:
+        return
+    conf_file = Path(cfg.bert).expanduser() / CONFIG_FILE
+    is_folder = not cfg.bert.startswith(RANDOM_PREFIX) and cfg.bert != MINILM_SPEC and conf_file.is_file()
+    source = f" (in {conf_file})" if is_folder else ""
+    raise ConfigError(
+        f"text encoder {cfg.bert!r} has hidden size {hidden}{source}, but text_hidden_size expects "
+        f"{cfg.text_hidden_size}: use an encoder of hidden size {cfg.text_hidden_size} with --bert, or drop the "
+        "text_hidden_size setting to take the width from the encoder"
+    )
+
+
 def model_for(cfg: Config, datasets: dict):
-    """A fresh model for the data's audio/vision widths, after checking the text encoder can read the data."""
+    """A fresh model for the data's audio/vision widths, after checking the text encoder can read the data
+    and has the hidden size pinned by ``text_hidden_size``, if any."""
     train = datasets["train"]
     _, audio_dim, vision_dim = train.feature_dims
+    check_bert_folder_config(cfg)
     model = maybe_compile(build_model(cfg, audio_dim, vision_dim), cfg)
+    check_text_hidden_size(cfg, model.text_model)
     vocab_size = model.text_model.config.vocab_size
     max_id = max(int(train.data.splits[split].text_bert[:, 0].max()) for split in SPLITS)
     if max_id >= vocab_size:
