@@ -65,32 +65,35 @@ class _DropoutAttention(torch.autograd.Function):
     ``chunks`` lists (row indices, key extent): rows of similar extent go together, and a chunk only
     looks at its first ``extent`` keys, past which none of its rows has a valid key. The skipped logits
     would be -finfo.max, whose probabilities (and gradients) are exactly 0, so the result equals
-    attention over all keys. Scalar factors (1 / (1 - p), the logit scale) are applied to the (N, T, d)
+    attention over all keys. With ``padded_queries_unused`` (self-attention whose padded query rows nobody
+    reads) a chunk also computes only its first ``extent`` query rows and leaves zeros in the others. Scalar factors (1 / (1 - p), the logit scale) are applied to the (N, T, d)
     results rather than to the (n, Tq, Tk) chunks, which saves passes over the largest tensors.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, chunks, p: float, scale: float, seed: int):
+    def forward(ctx, q, k, v, bias, chunks, p: float, scale: float, seed: int, padded_queries_unused: bool):
         tq = q.shape[1]
-        key = (seed, q.dtype, q.device, tq, tuple((len(rows), ext) for rows, ext in chunks))
+        key = (seed, q.dtype, q.device, tq, padded_queries_unused, tuple((len(rows), ext) for rows, ext in chunks))
         draws = _PENDING_DRAWS.get(key)
         generator = None if draws is not None else torch.Generator(device=q.device).manual_seed(seed)
         masks = []
-        out = torch.empty_like(q)
+        out = torch.zeros_like(q) if padded_queries_unused else torch.empty_like(q)
         for i, (rows, ext) in enumerate(chunks):
+            queries = slice(ext) if padded_queries_unused else slice(None)
             chunk_bias = None if bias is None else bias[rows, :, :ext]
-            probs = torch.softmax(_logits(q[rows], k[rows, :ext], chunk_bias, scale), dim=-1)  # (n, Tq, ext)
+            probs = torch.softmax(_logits(q[rows, queries], k[rows, :ext], chunk_bias, scale), dim=-1)  # (n, tq, ext)
             if draws is None:
                 keep = _draw(generator, probs.shape, p, probs.dtype)
                 masks.append(keep.bool())
             else:
                 keep = draws.masks[i].to(probs.dtype)
-            out.index_copy_(0, rows, torch.bmm(probs.mul_(keep), v[rows, :ext]))
+            out[rows, queries] = torch.bmm(probs.mul_(keep), v[rows, :ext])
         out.mul_(1.0 / (1.0 - p))
         if draws is None:
             draws = _PENDING_DRAWS[key] = _Draws(masks)
         ctx.save_for_backward(q, k, v, bias, out)
         ctx.draws, ctx.chunks, ctx.p, ctx.scale = draws, chunks, p, scale
+        ctx.padded_queries_unused = padded_queries_unused
         return out
 
     @staticmethod
@@ -100,20 +103,22 @@ class _DropoutAttention(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         # rowsum(dO * O) = rowsum(dP * P), times (1 - p) because dP below lacks its 1 / (1 - p) factor.
         delta = (grad_out * out).sum(dim=-1, keepdim=True).mul_(1.0 - p)
-        grad_q, grad_k, grad_v = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        grad_q = torch.zeros_like(q) if ctx.padded_queries_unused else torch.empty_like(q)
+        grad_k, grad_v = torch.zeros_like(k), torch.zeros_like(v)
         for (rows, ext), mask in zip(ctx.chunks, ctx.draws.masks):
+            queries = slice(ext) if ctx.padded_queries_unused else slice(None)
             chunk_bias = None if bias is None else bias[rows, :, :ext]
-            q_c, k_c, v_c, grad_c = q[rows], k[rows, :ext], v[rows, :ext], grad_out[rows]
+            q_c, k_c, v_c, grad_c = q[rows, queries], k[rows, :ext], v[rows, :ext], grad_out[rows, queries]
             keep = mask.to(q.dtype)
             probs = torch.softmax(_logits(q_c, k_c, chunk_bias, scale), dim=-1)
             grad_v[rows, :ext] = torch.bmm((probs * keep).transpose(1, 2), grad_c)
             grad_probs = torch.bmm(grad_c, v_c.transpose(1, 2)).mul_(keep)  # (1 - p) dP
-            grad_logits = probs.mul_(grad_probs.sub_(delta[rows]))  # (1 - p) dS: softmax backward
-            grad_q.index_copy_(0, rows, torch.bmm(grad_logits, k_c))
+            grad_logits = probs.mul_(grad_probs.sub_(delta[rows, queries]))  # (1 - p) dS: softmax backward
+            grad_q[rows, queries] = torch.bmm(grad_logits, k_c)
             grad_k[rows, :ext] = torch.bmm(grad_logits.transpose(1, 2), q_c)
         factor = 1.0 / (1.0 - p)
         grads = grad_q.mul_(factor * scale), grad_k.mul_(factor * scale), grad_v.mul_(factor)
-        return (*grads, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None)
 
 
 def _plan(extents: torch.Tensor, heads: int, tq: int, tk: int) -> list[tuple[torch.Tensor, int]]:
@@ -130,13 +135,21 @@ def _plan(extents: torch.Tensor, heads: int, tq: int, tk: int) -> list[tuple[tor
 
 
 def dropout_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor], p: float, seed: int
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: Optional[torch.Tensor],
+    p: float,
+    seed: int,
+    padded_queries_unused: bool = False,
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(d), invalid keys at -finfo.max) -> dropout(p) -> @ v.
 
     q (B, h, Tq, d), k / v (B, h, Tk, d); ``key_mask`` (B, Tk) bool, True = valid, at least one valid key
     per clip (or None: all valid); ``seed`` seeds the dropout draws. Clips are processed in order of their
     last valid key, so that chunks of similar clips can skip the keys that none of them can see.
+    ``padded_queries_unused``: self-attention (queries = keys) whose caller reads only the valid query rows;
+    the rows past a clip's last valid key are then skipped (zeros).
     """
     batch, heads, tq, dim = q.shape
     tk = k.shape[2]
@@ -159,5 +172,6 @@ def dropout_attention(
         p,
         dim**-0.5,
         seed,
+        padded_queries_unused,
     )
     return out.view(batch, heads, tq, dim)

@@ -24,7 +24,9 @@ query with no valid key at all gets a uniform distribution over its keys instead
 explicit masked_fill -> softmax -> dropout -> matmul, used to test the fast path. PyTorch's fused CPU
 kernel has no dropout, so attention dropout in training on a CPU runs
 :func:`models.dropout_attention.dropout_attention` instead of SDPA's memory-hungry math fallback.
-With ``EMT.recompute`` (set by the model's fast path) training keeps no CST activations: they are
+With ``EMT.packed`` (set by the model's fast path) the layers run on the valid local tokens only
+(:mod:`models.ragged`); :class:`Attention` unpacks them to (B, h, T, d) for the attention alone. With
+``EMT.recompute`` (also set by the fast path) training keeps no CST activations: they are
 recomputed in the backward pass, chunk by chunk (activation checkpointing, same random draws), which
 trades about one extra fusion forward pass for gigabytes of memory at MOSI's 375/500-frame sequences.
 """
@@ -127,11 +129,14 @@ class Attention(nn.Module):
             kv, key_mask = context_layout.unpack(kv), context_layout.mask  # (B, Tk, 2D), (B, Tk)
         q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (q, *kv.chunk(2, dim=-1)))
         dropout = self.dropout if self.training else 0.0
-        attend = self._explicit if self.explicit_softmax else self._fused
-        out = rearrange(attend(q, k, v, key_mask, dropout), "b h n d -> b n (h d)")  # (B, Tq, D)
+        if self.explicit_softmax:
+            out = self._explicit(q, k, v, key_mask, dropout)
+        else:  # packed self-attention (query layout = key layout): the padded query rows are dropped below
+            out = self._fused(q, k, v, key_mask, dropout, layout is not None and context_layout is layout)
+        out = rearrange(out, "b h n d -> b n (h d)")  # (B, Tq, D)
         return self.to_out(out if layout is None else layout.pack(out))
 
-    def _fused(self, q, k, v, key_mask, dropout: float) -> torch.Tensor:
+    def _fused(self, q, k, v, key_mask, dropout: float, padded_queries_unused: bool = False) -> torch.Tensor:
         if key_mask is not None:
             has_key = key_mask.any(dim=-1)  # (B,)
             if not bool(has_key.all()):
@@ -140,7 +145,7 @@ class Attention(nn.Module):
                 q = q * rearrange(has_key, "b -> b 1 1 1").to(q.dtype)
                 key_mask = key_mask | ~has_key[:, None]
         if dropout > 0 and q.device.type == "cpu":
-            return dropout_attention(q, k, v, key_mask, dropout, draw_seed())
+            return dropout_attention(q, k, v, key_mask, dropout, draw_seed(), padded_queries_unused)
         bias = None if key_mask is None else key_padding_bias(key_mask, q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
 

@@ -14,9 +14,10 @@ tokens -> [UNK], dropped frames -> zeros), with all weights shared (§4.1). Per 
 
 Fast path (default): the text encoder, both LSTMs, the fusion and the prediction head run ONCE on the two
 views stacked along the batch (2B); only the BatchNorm-carrying SimSiam heads run per view, so their
-batch statistics are per view as in the reference. BERT and the fusion use fused / memory-lean attention
-(:data:`models.text_encoder.LEAN_ATTENTION`, :mod:`models.emt`) and, in training, the fusion recomputes
-its activations in the backward pass. The plain path
+batch statistics are per view as in the reference. BERT and the EMT run on the valid tokens only
+(:mod:`models.ragged`: the padded positions, which no loss and no attention reads, are skipped and come
+out as zeros), with fused / memory-lean attention (:data:`models.text_encoder.LEAN_ATTENTION`,
+:mod:`models.emt`); in training the fusion recomputes its activations in the backward pass. The plain path
 (:func:`reference_path`) runs one view at a time with the explicit softmax attention and stores every
 activation, as the reference does; it serves as the reference in tests and benchmarks. Both paths give
 the same outputs and gradients (tests/test_model_fastpath.py).
@@ -37,7 +38,7 @@ from models.dlfr_heads import Predictor, Projector, reconstruction_head
 from models.emt import NUM_MODALITIES, set_explicit_attention
 from models.encoders import AuViSubNet
 from models.fusion import build_fusion
-from models.text_encoder import LEAN_ATTENTION, load_text_encoder
+from models.text_encoder import LEAN_ATTENTION, load_text_encoder, packed_hidden_states
 
 #: The four representations pulled together by the SimSiam attraction loss.
 ATTRACTION_TARGETS = ("gmc", "text", "audio", "video")
@@ -122,14 +123,23 @@ class EMTDLFR(nn.Module):
         self.text_model.set_attn_implementation(LEAN_ATTENTION if enabled else self.plain_text_attention)
         if hasattr(self.fusion, "recompute"):
             self.fusion.recompute = enabled
+        if hasattr(self.fusion, "packed"):
+            self.fusion.packed = enabled
 
     # --- one or two stacked views ---------------------------------------------------------------
     def _text_hidden(self, text: torch.Tensor) -> torch.Tensor:
-        """(N, 3, L) float [ids; mask; segments] -> BERT last_hidden_state (N, L, H)."""
+        """(N, 3, L) float [ids; mask; segments] -> BERT last_hidden_state (N, L, H).
+
+        The fast path runs BERT on the valid tokens only (zeros at the padded positions, which nothing reads).
+        A clip without words is the exception: the fusion's text keys are then all masked, and the reference
+        attends uniformly over the padded positions, so such a batch takes BERT's padded path.
+        """
+        ids, mask, segments = text[:, 0].long(), text[:, 1].long(), text[:, 2].long()
+        every_clip_has_words = bool((mask.sum(dim=-1) > SPECIAL_TOKENS).all())
         with torch.set_grad_enabled(self.use_finetune and torch.is_grad_enabled()):
-            return self.text_model(
-                input_ids=text[:, 0].long(), attention_mask=text[:, 1].long(), token_type_ids=text[:, 2].long()
-            ).last_hidden_state
+            if self.fast and every_clip_has_words:
+                return packed_hidden_states(self.text_model, ids, mask, segments)
+            return self.text_model(input_ids=ids, attention_mask=mask, token_type_ids=segments).last_hidden_state
 
     def _encode(self, text, audio, audio_lengths, vision, vision_lengths, text_lengths) -> dict:
         """Encoders, projections and fusion for N clips (one view, or both views stacked)."""

@@ -19,6 +19,14 @@ how to fix it.
 SDPA's fused kernel has no dropout and its fallback keeps three (B, h, L, L) tensors per layer) it runs
 :func:`models.dropout_attention.dropout_attention`; everywhere else it is HF's SDPA. The model's fast path
 selects it for BERT.
+
+:func:`packed_hidden_states` runs BERT on the valid tokens only (the fast path's text encoder): the
+clips' valid tokens are packed into one (1, N, H) sequence with their own position ids, so the
+embeddings, the projections, the feed-forward layers and the LayerNorms (all per token) skip the
+padding; only the attention itself unpacks the tokens to (B, h, L, d) and applies the key-padding mask.
+At the valid positions the result is BERT's ``last_hidden_state``; the padded positions, which nothing
+downstream reads, are zeros instead of BERT's values there. At MOSI's text lengths this roughly halves
+BERT's cost.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
 from models.dropout_attention import draw_seed, dropout_attention
+from models.ragged import Ragged, every_clip_has_tokens
 from utils.errors import UserError
 
 RANDOM_PREFIX = "random:"
@@ -80,14 +89,50 @@ def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None | bool
     return rows[:, 0]
 
 
-def lean_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
-    """HF attention function: q, k, v (B, h, L, d) -> ((B, L, h, d), None), SDPA semantics."""
-    key_mask = _key_mask(attention_mask)
-    head_scale = scaling is None or scaling == query.shape[-1] ** -0.5
-    if dropout > 0 and query.device.type == "cpu" and head_scale and key_mask is not False:
-        out = dropout_attention(query, key, value, key_mask, dropout, draw_seed())  # (B, h, L, d)
-        return out.transpose(1, 2).contiguous(), None
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+def _attend(query, key, value, key_mask, dropout: float, attention_mask=None, module=None, scaling=None, packed=False, **kwargs):
+    """q, k, v (B, h, L, d) -> (B, L, h, d): the lean kernel in CPU training, HF's SDPA otherwise."""
+    if dropout > 0 and query.device.type == "cpu" and key_mask is not False:
+        out = dropout_attention(query, key, value, key_mask, dropout, draw_seed(), padded_queries_unused=packed)
+        return out.transpose(1, 2).contiguous()
+    if attention_mask is None and key_mask is not None:
+        attention_mask = key_mask[:, None, None, :]  # (B, 1, 1, L) bool, True = attend
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)[0]
+
+
+def lean_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, packing=None, **kwargs):
+    """HF attention function: q, k, v (B, h, L, d) -> ((B, L, h, d), None), SDPA semantics.
+
+    With ``packing`` (a :class:`~models.ragged.Ragged`, from :func:`packed_hidden_states`) q, k, v are
+    (1, h, N, d) packed tokens: they are unpacked for the attention and the result packed again, (1, N, h, d).
+    """
+    if scaling is not None and scaling != query.shape[-1] ** -0.5:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if packing is None:
+        return _attend(query, key, value, _key_mask(attention_mask), dropout, attention_mask, module, scaling, **kwargs), None
+    q, k, v = (packing.unpack(t[0].transpose(0, 1)).transpose(1, 2) for t in (query, key, value))  # (B, h, L, d)
+    out = _attend(q, k, v, packing.mask, dropout, None, module, scaling, packed=True, **kwargs)  # (B, L, h, d)
+    return packing.pack(out)[None], None
+
+
+def packed_hidden_states(
+    bert: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+) -> torch.Tensor:
+    """BERT's ``last_hidden_state`` (B, L, H) computed on the valid tokens only (zeros at padding).
+
+    ``bert`` must use :data:`LEAN_ATTENTION`. The ids and masks are (B, L) integer tensors; a clip
+    without any valid token is left to BERT's own padded path (the reference gives it values there).
+    """
+    if not every_clip_has_tokens(attention_mask.bool()):
+        return bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+    layout = Ragged.from_mask(attention_mask.bool())  # (B, L) -> N valid tokens
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    hidden = bert(
+        input_ids=layout.pack(input_ids)[None],
+        token_type_ids=layout.pack(token_type_ids)[None],
+        position_ids=layout.pack(positions)[None],
+        packing=layout,
+    ).last_hidden_state[0]  # (N, H)
+    return layout.unpack(hidden)  # (B, L, H)
 
 
 AttentionInterface.register(LEAN_ATTENTION, lean_attention)

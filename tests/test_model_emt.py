@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from config import get_config
 from models import dropout_attention as dropout_attention_module
@@ -241,3 +242,23 @@ def test_registry_builds_the_configured_fusion():
     assert out_g.shape == gmc.shape and [h.shape for h in out_locals] == [h.shape for h in locals_]
     with pytest.raises(ConfigError, match="unknown fusion"):
         build_fusion(get_config("tiny", fusion="no-such-fusion"))
+
+
+#: One chunk holding a full-length clip skips nothing; one clip per chunk skips each clip's padded rows.
+@pytest.mark.parametrize("chunk_logits, skips", [(2**21, False), (30, True)])
+def test_dropout_attention_skipping_padded_queries_keeps_the_valid_rows(monkeypatch, chunk_logits, skips):
+    """Self-attention whose padded query rows are unused: the valid rows and every gradient they send are
+    those of the full computation (no drops), and the kernel's own gradients pass gradcheck with drops."""
+    monkeypatch.setattr(dropout_attention_module, "CHUNK_LOGITS", chunk_logits)
+    q, k, v, valid = _qkv_and_mask(tq=6)
+    rows = rearrange(valid, "b t -> b 1 t 1").to(q.dtype)  # weights on the valid query rows only
+    w = torch.randn_like(q) * rows
+    full = dropout_attention(q, k, v, valid, 1e-12, 7)
+    skipped = dropout_attention(q, k, v, valid, 1e-12, 7, padded_queries_unused=True)
+    assert torch.allclose(skipped * rows, full * rows, atol=1e-12)
+    assert torch.equal(skipped, full) != skips
+    grads_full = torch.autograd.grad((full * w).sum(), (q, k, v))
+    for a, b in zip(torch.autograd.grad((skipped * w).sum(), (q, k, v)), grads_full):
+        assert torch.allclose(a, b, atol=1e-10)
+    fn = lambda q, k, v: dropout_attention(q, k, v, valid, 0.3, 7, padded_queries_unused=True) * rows  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (q, k, v))

@@ -9,8 +9,11 @@ from models import dropout_attention, emt
 from models.emt_dlfr import build_model, reference_path
 from tests.model_inputs import dropout_free_bert, make_inputs, tiny_config
 
-#: Token counts incl. [CLS]/[SEP] (2 = no words: the text keys are all masked), audio / vision frame counts.
-TEXT_LENGTHS = [12, 5, 2, 8, 3, 12, 7, 4]
+#: Token counts incl. [CLS]/[SEP], audio / vision frame counts. Every clip has words, so the fast path
+#: packs the valid tokens; WORDLESS_TEXT_LENGTHS has a clip without words (2: its text keys are all masked,
+#: and the reference reads the padding), for which the fast path keeps the padding.
+TEXT_LENGTHS = [12, 5, 3, 8, 3, 12, 7, 4]
+WORDLESS_TEXT_LENGTHS = [12, 5, 2, 8, 3, 12, 7, 4]
 AUDIO_LENGTHS = [10, 3, 7, 1, 10, 2, 5, 6]
 VISION_LENGTHS = [4, 9, 1, 2, 9, 3, 3, 8]
 
@@ -23,9 +26,30 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(1.0)).item()
 
 
+def valid_positions(inputs) -> dict:
+    """(B, T) bool masks of the positions the losses read in the sequence outputs (words, frames).
+
+    Only these are compared: the fast path skips the padding, which the plain path fills with values that
+    nothing reads."""
+    words = inputs["text"][:, 1, 1:].sum(dim=-1).long() - 1  # tokens after [CLS], minus [SEP]
+    text_len = inputs["text"].shape[-1] - 1
+
+    def upto(lengths, max_len):
+        return torch.arange(max_len)[None] < lengths[:, None]
+
+    text = upto(words, text_len)
+    audio = upto(inputs["audio_lengths"], inputs["audio"].shape[1])
+    video = upto(inputs["vision_lengths"], inputs["vision"].shape[1])
+    return {"text_for_recon": text, "text_recon": text, "audio_recon": audio, "video_recon": video}
+
+
+def _masked(out: dict, valid: dict) -> dict:
+    return {k: v * valid[k][..., None] if k in valid else v for k, v in out.items()}
+
+
 def _run(model, inputs, weights=None):
-    """Outputs, and the gradients of a scalar built from every output."""
-    out = model(**inputs)
+    """Outputs, and the gradients of a scalar built from every output (at the positions the losses read)."""
+    out = _masked(model(**inputs), valid_positions(inputs))
     if weights is None:
         g = torch.Generator().manual_seed(1)
         weights = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in out.items()}
@@ -35,15 +59,20 @@ def _run(model, inputs, weights=None):
 
 
 @pytest.mark.parametrize(
-    "dtype, chunk_tokens",
-    [(torch.float64, emt.RECOMPUTE_CHUNK_TOKENS), (torch.float32, emt.RECOMPUTE_CHUNK_TOKENS), (torch.float64, 20)],
+    "dtype, chunk_tokens, text_lengths",
+    [
+        (torch.float64, emt.RECOMPUTE_CHUNK_TOKENS, TEXT_LENGTHS),
+        (torch.float32, emt.RECOMPUTE_CHUNK_TOKENS, TEXT_LENGTHS),
+        (torch.float64, emt.RECOMPUTE_CHUNK_TOKENS, WORDLESS_TEXT_LENGTHS),
+        (torch.float64, 20, WORDLESS_TEXT_LENGTHS),  # padded fallback, several recomputed chunks per CST
+    ],
 )
-def test_fast_path_matches_plain_path(monkeypatch, dtype, chunk_tokens):
-    monkeypatch.setattr(emt, "RECOMPUTE_CHUNK_TOKENS", chunk_tokens)  # 20: several recomputed chunks per CST
+def test_fast_path_matches_plain_path(monkeypatch, dtype, chunk_tokens, text_lengths):
+    monkeypatch.setattr(emt, "RECOMPUTE_CHUNK_TOKENS", chunk_tokens)
     torch.manual_seed(0)
     fast = build_model(tiny_config(fusion_layers=2), 5, 6, dropout_free_bert()).to(dtype).train()
     plain = copy.deepcopy(fast)
-    inputs = make_inputs(TEXT_LENGTHS, AUDIO_LENGTHS, VISION_LENGTHS)
+    inputs = make_inputs(text_lengths, AUDIO_LENGTHS, VISION_LENGTHS)
     inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
 
     out_fast, grads_fast, weights = _run(fast, inputs)
