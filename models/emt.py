@@ -85,10 +85,12 @@ class PreNorm(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.norm_context = nn.LayerNorm(context_dim) if context_dim is not None else None
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context=None, **kwargs) -> torch.Tensor:
+        """``context``: a tensor, or a list of them (each normalised) for an attention reading several."""
         x = self.norm(x)
         if self.norm_context is not None:
-            kwargs["context"] = self.norm_context(context)
+            many = isinstance(context, (list, tuple))
+            kwargs["context"] = [self.norm_context(c) for c in context] if many else self.norm_context(context)
         return self.fn(x, **kwargs)
 
 
@@ -105,36 +107,39 @@ class Attention(nn.Module):
         self.to_out = nn.Linear(dim, dim)
         self.explicit_softmax = False
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        context: Optional[torch.Tensor] = None,
-        key_mask: Optional[torch.Tensor | Ragged] = None,
-        layout: Optional[Ragged] = None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context=None, key_mask=None, layout: Optional[Ragged] = None) -> torch.Tensor:
         """x (B, Tq, D) attends to context (B, Tk, D) (default: x itself) whose valid keys are ``key_mask`` (B, Tk).
 
         Packed tokens: with ``layout`` x is (N, D), the valid rows of a (B, Tq) batch, and so is the result;
         a :class:`~models.ragged.Ragged` ``key_mask`` says that the context is packed. Only the attention
-        itself runs on the padded (B, h, T, d) tensors.
+        itself runs on the padded (B, h, T, d) tensors. Several contexts (OOLL): ``context`` and ``key_mask``
+        are lists; x reads each context separately with the one query projection, and the mean of the reads
+        goes through the output projection (= the mean of the projected reads).
         """
-        context_layout = key_mask if isinstance(key_mask, Ragged) else None
         if context is None:
-            context, context_layout = x, layout
+            contexts, key_masks = [x], [layout if layout is not None else key_mask]
+        elif isinstance(context, (list, tuple)):
+            contexts, key_masks = context, key_mask
+        else:
+            contexts, key_masks = [context], [key_mask]
         q = self.to_q(x)  # (B, Tq, D) or (Nq, D)
+        q = rearrange(q if layout is None else layout.unpack(q), "b n (h d) -> b h n d", h=self.heads)
+        reads = [self._read(q, c, mask, layout) for c, mask in zip(contexts, key_masks)]  # [(B, h, Tq, d)]
+        out = rearrange(reads[0] if len(reads) == 1 else torch.stack(reads).mean(dim=0), "b h n d -> b n (h d)")
+        return self.to_out(out if layout is None else layout.pack(out))
+
+    def _read(self, q: torch.Tensor, context: torch.Tensor, key_mask, layout: Optional[Ragged]) -> torch.Tensor:
+        """q (B, h, Tq, d) reads one context (B, Tk, D), or (Nk, D) packed with a Ragged ``key_mask``."""
+        context_layout = key_mask if isinstance(key_mask, Ragged) else None
         kv = self.to_kv(context)  # (B, Tk, 2D) or (Nk, 2D)
-        if layout is not None:
-            q = layout.unpack(q)
         if context_layout is not None:
             kv, key_mask = context_layout.unpack(kv), context_layout.mask  # (B, Tk, 2D), (B, Tk)
-        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (q, *kv.chunk(2, dim=-1)))
+        k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in kv.chunk(2, dim=-1))
         dropout = self.dropout if self.training else 0.0
         if self.explicit_softmax:
-            out = self._explicit(q, k, v, key_mask, dropout)
-        else:  # packed self-attention (query layout = key layout): the padded query rows are dropped below
-            out = self._fused(q, k, v, key_mask, dropout, layout is not None and context_layout is layout)
-        out = rearrange(out, "b h n d -> b n (h d)")  # (B, Tq, D)
-        return self.to_out(out if layout is None else layout.pack(out))
+            return self._explicit(q, k, v, key_mask, dropout)
+        # packed self-attention (query layout = key layout): the padded query rows are dropped by the caller
+        return self._fused(q, k, v, key_mask, dropout, layout is not None and context_layout is layout)
 
     def _fused(self, q, k, v, key_mask, dropout: float, padded_queries_unused: bool = False) -> torch.Tensor:
         if key_mask is not None:
@@ -232,12 +237,13 @@ class CrossSelfTransformer(nn.Module):
 
         The one cross-attention (same weights and norms) reads each context separately and the residual adds
         their mean, ``x <- x + mean_j CrossAttn(LN(x), LN(C_j), mask_j)``, then self-attention and the FFN run
-        once. With one context this is exactly :meth:`forward`.
+        once; the query and output projections run once for all the reads (:class:`Attention`). With one
+        context this is exactly :meth:`forward`.
         """
         layout = mask if isinstance(mask, Ragged) else None
+        context_list, context_masks = [c for c, _ in contexts], [c_mask for _, c_mask in contexts]
         for cross_attn, self_attn, ff in self.layers:
-            reads = [cross_attn(x, context=c, key_mask=c_mask, layout=layout) for c, c_mask in contexts]
-            x = (reads[0] if len(reads) == 1 else torch.stack(reads).mean(dim=0)) + x
+            x = cross_attn(x, context=context_list, key_mask=context_masks, layout=layout) + x
             x = self_attn(x, key_mask=mask, layout=layout) + x
             x = ff(x) + x
         return x

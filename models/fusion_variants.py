@@ -198,9 +198,11 @@ class OOLL(StrategyFusion):
 
     Cost per target m and layer (D = width): the non-cross parts (self-attention, FFN, the GMC's reads,
     pool) equal OALL's and the parameters equal the EMT's. The cross-attention's score and value matmuls
-    cost 2 D T_m sum_{n != m} T_n MACs against OALL's 2 D T_m sum_n T_n; the second query and output
-    projection (2 D^2 T_m) is exactly what OALL spends projecting the keys and values of m's own T_m tokens,
-    so OOLL's cross-modal cost is OALL's minus the 2 D T_m^2 of attending to its own modality.
+    cost 2 D T_m sum_{n != m} T_n MACs against OALL's 2 D T_m sum_n T_n; the query and output projections
+    run once for both reads (the same weights read the same LN(H_m); the output projection is affine, so
+    projecting the mean of the reads equals the mean of the projected reads). OOLL's cross-modal cost is
+    therefore OALL's minus m's own read: the key/value projection of its T_m tokens (2 D^2 T_m) and the
+    attention to them (2 D T_m^2).
     """
 
     def contexts(self, m, locals_, masks, gmc) -> list[Context]:

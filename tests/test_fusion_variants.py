@@ -131,8 +131,9 @@ def test_macs_rank_emt_below_ooll_below_oall():
     for part in ("cross", "total"):
         assert macs["emt"][part] < macs["ooll"][part] < macs["oall"][part], part
     assert macs["ooll"]["self"] == macs["oall"]["self"] == macs["emt"]["self"]
-    # OOLL = OALL minus each target's attention to its own modality (q k^T and probs v: 2 D T_m^2 per clip).
-    own = DEPTH * BATCH * sum(2 * DIM * t * t for t in LENGTHS)
+    # OOLL = OALL minus each target's read of its own modality: its key/value projection (2 D^2 T_m) and
+    # attention (q k^T and probs v: 2 D T_m^2) per clip; the query and output projections run once in both.
+    own = DEPTH * BATCH * sum(2 * DIM * DIM * t + 2 * DIM * t * t for t in LENGTHS)
     assert macs["oall"]["cross"] - macs["ooll"]["cross"] == own
     assert macs["oall"]["total"] - macs["ooll"]["total"] == own
 
