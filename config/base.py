@@ -131,6 +131,10 @@ class Config:
     deterministic: bool = False
     #: torch.compile the model's forward. Off: measured no faster on the CPU (docs/BENCHMARKS.md).
     compile: bool = False
+    #: The fast implementation (both views stacked, padding skipped, fused attention and Adam kernels), the same
+    #: results up to float rounding and dropout draws; False = the reference-like computation (one padded view at
+    #: a time, explicit softmax attention, per-parameter Adam), about 2.5x slower (docs/BENCHMARKS.md).
+    fast_path: bool = True
     checkpoint_every_epoch: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -233,6 +233,19 @@ class EMTDLFR(nn.Module):
         }
 
 
+def read_positions(text: torch.Tensor, audio_lengths: torch.Tensor, vision_lengths: torch.Tensor) -> dict:
+    """(B, T) bool masks of the positions of the sequence outputs that the losses read: words, frames.
+
+    The fast path leaves zeros at the other (padded) positions, the plain path the values the padding gets,
+    so paths are compared there only. ``text`` (B, 3, L) as given to the model; lengths (B,).
+    """
+    words = text[:, 1].sum(dim=-1).long() - SPECIAL_TOKENS  # (B,)
+    text_mask = length_mask(words, text.shape[-1] - 1)  # (B, L-1): positions after [CLS]
+    audio_mask = length_mask(audio_lengths, int(audio_lengths.max()))
+    video_mask = length_mask(vision_lengths, int(vision_lengths.max()))
+    return {"text_for_recon": text_mask, "text_recon": text_mask, "audio_recon": audio_mask, "video_recon": video_mask}
+
+
 def build_model(cfg, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None) -> EMTDLFR:
     """The EMT-DLFR network for ``cfg`` and the dataset's audio / vision feature widths."""
     return EMTDLFR(cfg, audio_dim, vision_dim, text_encoder)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models import dropout_attention, emt
-from models.emt_dlfr import build_model, reference_path
+from models.emt_dlfr import build_model, read_positions, reference_path
 from tests.model_inputs import dropout_free_bert, make_inputs, tiny_config
 
 #: Token counts incl. [CLS]/[SEP], audio / vision frame counts. Every clip has words, so the fast path
@@ -26,30 +26,13 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(1.0)).item()
 
 
-def valid_positions(inputs) -> dict:
-    """(B, T) bool masks of the positions the losses read in the sequence outputs (words, frames).
-
-    Only these are compared: the fast path skips the padding, which the plain path fills with values that
-    nothing reads."""
-    words = inputs["text"][:, 1, 1:].sum(dim=-1).long() - 1  # tokens after [CLS], minus [SEP]
-    text_len = inputs["text"].shape[-1] - 1
-
-    def upto(lengths, max_len):
-        return torch.arange(max_len)[None] < lengths[:, None]
-
-    text = upto(words, text_len)
-    audio = upto(inputs["audio_lengths"], inputs["audio"].shape[1])
-    video = upto(inputs["vision_lengths"], inputs["vision"].shape[1])
-    return {"text_for_recon": text, "text_recon": text, "audio_recon": audio, "video_recon": video}
-
-
 def _masked(out: dict, valid: dict) -> dict:
     return {k: v * valid[k][..., None] if k in valid else v for k, v in out.items()}
 
 
 def _run(model, inputs, weights=None):
     """Outputs, and the gradients of a scalar built from every output (at the positions the losses read)."""
-    out = _masked(model(**inputs), valid_positions(inputs))
+    out = _masked(model(**inputs), read_positions(inputs["text"], inputs["audio_lengths"], inputs["vision_lengths"]))
     if weights is None:
         g = torch.Generator().manual_seed(1)
         weights = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in out.items()}

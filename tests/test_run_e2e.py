@@ -198,3 +198,27 @@ def test_bf16_autocast_path_runs(tiny_root, tmp_path):
                     "--set", "max_epochs=1") == 0
     record = json.loads(next((tmp_path / "amp").glob("cells/*/*.json")).read_text())
     assert all(np.isfinite(v) for k, v in record["test"].items() if k in ("MAE", "Loss"))
+
+
+def test_reference_like_computation_by_option(tiny_root, tmp_path, monkeypatch):
+    """--set fast_path=false trains on the plain path (one padded view at a time) with per-parameter Adam."""
+    from trains import experiment, optim
+
+    built = {}
+    real_model_for, real_optimizer = experiment.model_for, optim.build_optimizer
+
+    def spy_model_for(cfg, datasets):
+        built["model"] = real_model_for(cfg, datasets)
+        return built["model"]
+
+    def spy_optimizer(cfg, model):
+        built["optimizer"] = real_optimizer(cfg, model)
+        return built["optimizer"]
+
+    monkeypatch.setattr(experiment, "model_for", spy_model_for)
+    monkeypatch.setattr("trains.trainer.build_optimizer", spy_optimizer)
+    assert run_tiny(tiny_root, tmp_path / "plain", "--missing-rate", "0.5", "--seeds", "1",
+                    "--set", "max_epochs=1", "fast_path=false") == 0
+    assert built["model"].fast is False and not built["optimizer"].defaults["fused"]
+    record = json.loads(next((tmp_path / "plain").glob("cells/*/*.json")).read_text())
+    assert all(np.isfinite(v) for k, v in record["test"].items() if k in ("MAE", "Loss"))

@@ -107,7 +107,9 @@ def model_for(cfg: Config, datasets: dict):
     train = datasets["train"]
     _, audio_dim, vision_dim = train.feature_dims
     check_bert_folder_config(cfg)
-    model = maybe_compile(build_model(cfg, audio_dim, vision_dim), cfg)
+    model = build_model(cfg, audio_dim, vision_dim)
+    model.set_fast_path(cfg.fast_path)
+    model = maybe_compile(model, cfg)
     check_text_hidden_size(cfg, model.text_model)
     vocab_size = model.text_model.config.vocab_size
     max_id = max(int(train.data.splits[split].text_bert[:, 0].max()) for split in SPLITS)

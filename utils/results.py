@@ -30,8 +30,9 @@ from utils.io import atomic_write_json, atomic_write_text
 from utils.metrics import auilc
 
 #: Config fields that change how fast a run goes, or what it checks, but not what it computes; left out of
-#: the fingerprint (``text_hidden_size`` only refuses an encoder, so results made without it stay valid).
-RUNTIME_FIELDS = ("device", "num_workers", "checkpoint_every_epoch", "text_hidden_size")
+#: the fingerprint (``text_hidden_size`` only refuses an encoder, so results made without it stay valid;
+#: ``fast_path`` changes the implementation, not the computation).
+RUNTIME_FIELDS = ("device", "num_workers", "checkpoint_every_epoch", "text_hidden_size", "fast_path")
 #: Decimals of the x100 means in the CSVs (the reference rounds to 2) and of the AUILC row (1).
 CSV_DECIMALS = 2
 AUILC_DECIMALS = 1
