@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AttentionInterface, AttentionMaskInterface, BertConfig, BertModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
@@ -169,8 +170,14 @@ def _from_folder(folder: Path, spec: str) -> BertModel:
         )
     try:
         return BertModel.from_pretrained(str(folder), dtype=torch.float32)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # unreadable or corrupt files
         raise UserError(f"cannot load text encoder {spec!r} from folder {folder}: {err}. {FIX_HINT}") from None
+    except RuntimeError as err:  # weights of other shapes than config.json says, e.g. another hidden size
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"cannot load text encoder {spec!r} from folder {folder}: its weights do not fit its {CONFIG_FILE} "
+            f"({first_line}). Restore the folder's original {CONFIG_FILE} or weights. {FIX_HINT}"
+        ) from None
 
 
 def _from_hub(name: str) -> BertModel:

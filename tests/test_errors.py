@@ -140,8 +140,12 @@ def test_pinned_text_hidden_size_matching_the_encoder_is_accepted(tiny_root, tin
         (lambda f: (f / "config.json").write_text("{not json"),
          "cannot read {folder}/config.json as JSON (Expecting property name enclosed in double quotes at line 1"),
         (lambda f: (f / "config.json").unlink(), "folder {folder} lacks config.json or weights"),
+        (lambda f: edit_bert_config(f, hidden_size=48), "its weights do not fit its config.json"),
+        (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
+         "cannot load text encoder '{folder}' from folder {folder}"),
     ],
-    ids=["heads-do-not-divide", "zero-heads", "string-size", "json-list", "invalid-json", "missing"],
+    ids=["heads-do-not-divide", "zero-heads", "string-size", "json-list", "invalid-json", "missing",
+         "weights-of-another-width", "truncated-weights"],
 )
 def test_broken_bert_config_json_is_one_line_naming_the_file(tiny_root, tiny_bert, tmp_path, capsys, write, expected):
     write(tiny_bert)

@@ -75,3 +75,32 @@ def test_resume_refuses_a_checkpoint_of_another_config(tiny_root, tmp_path):
     state.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read training checkpoint"):
         Trainer(cfg, model_for(cfg, datasets), progress=False).fit(build_loaders(datasets, 8, 0), checkpoint_path=state)
+
+
+def test_resume_names_missing_fields_and_ignores_run_time_fields(tiny_root, tmp_path):
+    """A checkpoint lacking a field that defines the computation is refused with that field named; one that
+    differs only in run-time fields (fast_path, num_workers) resumes."""
+    import torch
+
+    from config import get_config
+    from data.load_data import build_loaders, load_mmsa
+    from trains.experiment import build_datasets, model_for
+    from trains.trainer import Trainer
+    from utils.errors import CheckpointError
+
+    cfg = get_config("tiny", max_epochs=1)
+    path = tiny_root / cfg.data_file
+    datasets = build_datasets(cfg, load_mmsa(path, label_range=cfg.label_range), path, (0.0, 0.0, 0.0))
+    state_file = tmp_path / "train_state.pt"
+    Trainer(cfg, model_for(cfg, datasets), progress=False).fit(build_loaders(datasets, 8, 0), checkpoint_path=state_file)
+    state = torch.load(state_file, weights_only=False)
+
+    state["config"].update(fast_path=not cfg.fast_path, num_workers=cfg.num_workers + 2)
+    torch.save(state, state_file)
+    result = Trainer(cfg, model_for(cfg, datasets), progress=False).fit(build_loaders(datasets, 8, 0), state_file)
+    assert len(result.history) == 1  # resumed after its one epoch, nothing retrained
+
+    del state["config"]["early_stop"]
+    torch.save(state, state_file)
+    with pytest.raises(CheckpointError, match=r"differs in: early_stop\)"):
+        Trainer(cfg, model_for(cfg, datasets), progress=False).fit(build_loaders(datasets, 8, 0), state_file)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from config import Config
 from trains.losses import dlfr_loss
 from trains.optim import build_optimizer
+from utils.results import RUNTIME_FIELDS
 from utils.errors import CheckpointError, ConfigError, TrainingDivergedError
 from utils.io import atomic_torch_save
 from utils.metrics import eval_regression
@@ -174,8 +175,10 @@ class Trainer:
             raise CheckpointError(f"cannot read training checkpoint {path}: {exc}") from None
         if state.get("format") != "emt-dlfr-train-state/1":
             raise CheckpointError(f"{path} is not a training checkpoint of this project")
-        if state["config"] != self.cfg.to_dict():
-            diff = sorted(k for k in state["config"] if state["config"].get(k) != self.cfg.to_dict().get(k))
+        saved, current = state["config"], self.cfg.to_dict()
+        fields = (saved.keys() | current.keys()) - set(RUNTIME_FIELDS)  # device, fast_path, ... may change
+        diff = sorted(k for k in fields if saved.get(k) != current.get(k))
+        if diff:
             raise CheckpointError(
                 f"checkpoint {path} was written with another config (differs in: {', '.join(diff)}); "
                 "remove it or use the config it was made with"
