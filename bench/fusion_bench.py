@@ -37,7 +37,7 @@ and vision both T frames, T = 64 .. 2048, on the meta device with the explicit a
 cross-attention, self-attention and the rest (FFN, pool). Its log-log plot shows the EMT's cross-modal
 part growing linearly in T and OOLL's / OALL's quadratically; self-attention is quadratic everywhere.
 
-    python bench/fusion_bench.py            # everything: records, table, sweep, plot (~15 min on 2 cores)
+    python bench/fusion_bench.py            # everything: records, table, sweep, plot (~7 min on 2 cores)
     python bench/fusion_bench.py --quick    # MOSI only, batch 2, 1 repeat, T up to 512 (~2 min)
 
 Outputs in bench/results/: fusion_bench.json (records), fusion_bench.md (tables), fusion_scaling.json,
@@ -411,7 +411,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="MOSI only, batch 2, 1 repeat, T <= 512")
     parser.add_argument("--batch", type=int, default=4, help="clips per timed step (default 4)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 2; 1 on a busy machine)")
     parser.add_argument("--datasets", nargs="+", choices=tuple(SHAPES), default=tuple(SHAPES))
