@@ -16,6 +16,11 @@ path leaves zeros at the padding).
     python bench/train_step_speed.py --variant fast --batch 32   # one variant alone: time, peak RSS
     python bench/train_step_speed.py --interleave --batch 32     # both variants, steps alternating
     python bench/train_step_speed.py --variant fast --batch 32 --breakdown   # time per component
+    python bench/train_step_speed.py --variant fast --batch 32 --device cuda [--amp bf16] [--deterministic]
+
+On a GPU (``--device cuda``, with ``--variant``) the peak memory is ``torch.cuda.max_memory_allocated``;
+``--deterministic`` sets the flags of ``run.py --deterministic`` (utils/seed.py), so two runs, with and
+without it, give its cost.
 
 The default run starts a fresh subprocess per measurement, so each variant's peak RSS
 (``resource.getrusage``) is its own. Step times are wall-clock medians after warm-up; on a machine
@@ -46,6 +51,8 @@ from models.emt_dlfr import read_positions  # noqa: E402
 from models.text_encoder import load_text_encoder  # noqa: E402
 from trains.losses import dlfr_loss  # noqa: E402
 from trains.optim import build_optimizer  # noqa: E402
+from trains.trainer import autocast_context  # noqa: E402
+from utils.seed import setup_seed  # noqa: E402
 
 #: MOSI shapes (reference §3.1): text tokens, audio frames x features, vision frames x features.
 TEXT_LEN, AUDIO_LEN, AUDIO_DIM, VISION_LEN, VISION_DIM = 50, 375, 5, 500, 20
@@ -102,18 +109,23 @@ def make_batch(batch_size: int, seed: int = 0) -> dict:
 MODEL_INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
 
 
-def build(variant: str):
+def build(variant: str, device: str = "cpu", **settings):
     torch.manual_seed(0)
-    cfg = get_config("mosi", bert=ENCODER)
-    model = build_model(cfg, AUDIO_DIM, VISION_DIM, load_text_encoder(ENCODER))
+    cfg = get_config("mosi", bert=ENCODER, device=device, **settings)
+    model = build_model(cfg, AUDIO_DIM, VISION_DIM, load_text_encoder(ENCODER)).to(device)
     model.set_fast_path(variant == "fast")
     return cfg, model.train(), build_optimizer(cfg, model)
 
 
+def to_device(batch: dict, device: str) -> dict:
+    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
+
+
 def train_step(cfg, model, optimizer, batch) -> float:
     optimizer.zero_grad(set_to_none=True)
-    out = model(**{k: batch[k] for k in MODEL_INPUTS})
-    loss = dlfr_loss(out, batch, cfg)["total"]
+    with autocast_context(cfg, torch.device(cfg.device)):
+        out = model(**{k: batch[k] for k in MODEL_INPUTS})
+        loss = dlfr_loss(out, batch, cfg)["total"]
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -126,19 +138,28 @@ def _step_timed(cfg, model, optimizer, batch) -> tuple[float, float, float]:
     return time.perf_counter() - start, time.process_time() - cpu_start, loss
 
 
-def run_variant(variant: str, batch_size: int, repeats: int, warmup: int) -> dict:
+def run_variant(
+    variant: str, batch_size: int, repeats: int, warmup: int, device: str = "cpu", amp=None, deterministic=False
+) -> dict:
     """Steps of one variant in this process; its peak RSS is the variant's own in a fresh process."""
-    cfg, model, optimizer = build(variant)
-    batch = make_batch(batch_size)
-    steps = [_step_timed(cfg, model, optimizer, batch) for _ in range(warmup + repeats)][warmup:]
-    return {
+    setup_seed(0, deterministic)
+    cfg, model, optimizer = build(variant, device, amp=amp, deterministic=deterministic)
+    batch = to_device(make_batch(batch_size), device)
+    steps = [_step_timed(cfg, model, optimizer, batch) for _ in range(warmup + repeats)][warmup:]  # .item() syncs
+    result = {
         "variant": variant,
         "batch": batch_size,
+        "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
+        "amp": amp,
+        "deterministic": deterministic,
         "median_s": statistics.median(s[0] for s in steps),
-        "times_s": [round(s[0], 2) for s in steps],
+        "times_s": [round(s[0], 3) for s in steps],
         "median_cpu_s": statistics.median(s[1] for s in steps),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KB_PER_GB,
     }
+    if device != "cpu":
+        result["peak_cuda_gb"] = torch.cuda.max_memory_allocated(torch.device(device)) / 1e9
+    return result
 
 
 def same_results(batch_size: int) -> dict:
@@ -252,6 +273,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--breakdown", action="store_true", help="time BERT, LSTMs and fusion separately")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (with --variant)")
+    parser.add_argument("--amp", choices=("bf16",), help="bf16 autocast, as run.py --amp (with --variant)")
+    parser.add_argument("--deterministic", action="store_true", help="run.py's --deterministic flags (with --variant)")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     if args.variant or args.interleave or args.check:
@@ -262,7 +286,9 @@ def main() -> None:
         elif args.breakdown:
             result = breakdown(args.variant, args.batch, args.repeats)
         else:
-            result = run_variant(args.variant, args.batch, args.repeats, args.warmup)
+            result = run_variant(
+                args.variant, args.batch, args.repeats, args.warmup, args.device, args.amp, args.deterministic
+            )
         result["load_average"] = os.getloadavg()
         print(json.dumps(result), flush=True)
         return
