@@ -169,6 +169,7 @@ def run_cell(
 def evaluate_reference_checkpoint(cfg: Config, data, data_path: Path, rates: tuple[float, float, float],
                                   checkpoint: Path, progress: bool = True) -> dict:
     """Test a checkpoint saved by the authors' implementation at ``rates``, without training."""
+    setup_seed(0, cfg.deterministic)  # the loader order and, with --deterministic, the GPU flags
     datasets = build_datasets(cfg, data, data_path, rates)
     model = model_for(cfg, datasets)
     report = load_reference_checkpoint(model, checkpoint)
