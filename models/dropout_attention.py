@@ -66,7 +66,8 @@ class _DropoutAttention(torch.autograd.Function):
     looks at its first ``extent`` keys, past which none of its rows has a valid key. The skipped logits
     would be -finfo.max, whose probabilities (and gradients) are exactly 0, so the result equals
     attention over all keys. With ``padded_queries_unused`` (self-attention whose padded query rows nobody
-    reads) a chunk also computes only its first ``extent`` query rows and leaves zeros in the others. Scalar factors (1 / (1 - p), the logit scale) are applied to the (N, T, d)
+    reads) a chunk also computes only its first ``extent`` query rows and leaves zeros in the others.
+    Scalar factors (1 / (1 - p), the logit scale) are applied to the (N, T, d)
     results rather than to the (n, Tq, Tk) chunks, which saves passes over the largest tensors.
     """
 

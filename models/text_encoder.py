@@ -90,28 +90,32 @@ def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None | bool
     return rows[:, 0]
 
 
-def _attend(query, key, value, key_mask, dropout: float, attention_mask=None, module=None, scaling=None, packed=False, **kwargs):
-    """q, k, v (B, h, L, d) -> (B, L, h, d): the lean kernel in CPU training, HF's SDPA otherwise."""
+def _attend(module, query, key, value, key_mask, attention_mask, dropout: float, packed=False, **kwargs):
+    """q, k, v (B, h, L, d) -> (B, L, h, d): the lean kernel in CPU training, HF's SDPA otherwise.
+
+    ``packed``: the padded query rows are not read (they are dropped when the tokens are packed again)."""
     if dropout > 0 and query.device.type == "cpu" and key_mask is not False:
         out = dropout_attention(query, key, value, key_mask, dropout, draw_seed(), padded_queries_unused=packed)
         return out.transpose(1, 2).contiguous()
     if attention_mask is None and key_mask is not None:
         attention_mask = key_mask[:, None, None, :]  # (B, 1, 1, L) bool, True = attend
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)[0]
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, **kwargs)[0]
 
 
-def lean_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, packing=None, **kwargs):
+def lean_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, packing=None,
+                   **kwargs):
     """HF attention function: q, k, v (B, h, L, d) -> ((B, L, h, d), None), SDPA semantics.
 
     With ``packing`` (a :class:`~models.ragged.Ragged`, from :func:`packed_hidden_states`) q, k, v are
     (1, h, N, d) packed tokens: they are unpacked for the attention and the result packed again, (1, N, h, d).
     """
+    kwargs.update(dropout=dropout, scaling=scaling)
     if scaling is not None and scaling != query.shape[-1] ** -0.5:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     if packing is None:
-        return _attend(query, key, value, _key_mask(attention_mask), dropout, attention_mask, module, scaling, **kwargs), None
+        return _attend(module, query, key, value, _key_mask(attention_mask), attention_mask, **kwargs), None
     q, k, v = (packing.unpack(t[0].transpose(0, 1)).transpose(1, 2) for t in (query, key, value))  # (B, h, L, d)
-    out = _attend(q, k, v, packing.mask, dropout, None, module, scaling, packed=True, **kwargs)  # (B, L, h, d)
+    out = _attend(module, q, k, v, packing.mask, None, packed=True, **kwargs)  # (B, L, h, d)
     return packing.pack(out)[None], None
 
 
@@ -123,9 +127,10 @@ def packed_hidden_states(
     ``bert`` must use :data:`LEAN_ATTENTION`. The ids and masks are (B, L) integer tensors; a clip
     without any valid token is left to BERT's own padded path (the reference gives it values there).
     """
-    if not every_clip_has_tokens(attention_mask.bool()):
+    valid = attention_mask.bool()  # (B, L)
+    if not every_clip_has_tokens(valid):
         return bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-    layout = Ragged.from_mask(attention_mask.bool())  # (B, L) -> N valid tokens
+    layout = Ragged.from_mask(valid)  # N valid tokens
     positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
     hidden = bert(
         input_ids=layout.pack(input_ids)[None],
