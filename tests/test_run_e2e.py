@@ -48,6 +48,8 @@ def test_sweep_writes_reference_style_results(reference_sweep):
     assert results["auilc"]["MAE"] == pytest.approx((mae[0] + mae[1]) / 2 * 0.5)
     seeds = results["rates"]["0.0"]["per_seed"]
     assert results["rates"]["0.0"]["mean"]["Corr"] == pytest.approx((seeds["1"]["Corr"] + seeds["2"]["Corr"]) / 2)
+    spread = abs(seeds["1"]["Corr"] - seeds["2"]["Corr"]) / 2  # population std of two values (np.std, ddof=0)
+    assert results["rates"]["0.0"]["std"]["Corr"] == pytest.approx(spread)
     config = json.loads((reference_sweep / "config.json").read_text())["config"]
     assert config["dataset"] == "tiny" and config["max_epochs"] == 2
     assert list((reference_sweep / "logs").glob("*.log"))
