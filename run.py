@@ -109,6 +109,22 @@ def rate_grid(args: argparse.Namespace, cfg) -> list[tuple[float, float, float]]
     return grid
 
 
+def encoder_flag(args: argparse.Namespace) -> str:
+    """The option the user chose the text encoder with, for error messages."""
+    if args.bert is None and any(pair.split("=", 1)[0].strip() == "bert" for pair in args.set):
+        return "--set bert=..."
+    return "--bert"
+
+
+def check_encoder_early(cfg, args: argparse.Namespace) -> None:
+    """Refuse an encoder that cannot load before the data are read and hashed (minutes for MOSEI)."""
+    from models.text_encoder import check_encoder_spec
+    from trains.experiment import check_bert_folder_config
+
+    check_encoder_spec(cfg.bert, encoder_flag(args))
+    check_bert_folder_config(cfg)
+
+
 def check_key_eval(cfg) -> None:
     """Refuse a model-selection key that validation never reports, before any training."""
     from utils.metrics import MOSI_KEYS, SIMS_KEYS
@@ -191,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     grid = rate_grid(args, cfg)
     check_key_eval(cfg)
+    if not args.merge:
+        check_encoder_early(cfg, args)
     shard = sweep.parse_shard(args.shard) if args.shard else None
     out_dir = Path(args.out or Path("results") / cfg.dataset / cfg.variant)
     if args.merge:

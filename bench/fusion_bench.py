@@ -40,8 +40,10 @@ part growing linearly in T and OOLL's / OALL's quadratically; self-attention is 
     python bench/fusion_bench.py            # everything: records, table, sweep, plot (~7 min on 2 cores)
     python bench/fusion_bench.py --quick    # MOSI only, batch 2, 1 repeat, T up to 512 (~2 min)
 
-Outputs in bench/results/: fusion_bench.json (records), fusion_bench.md (tables), fusion_scaling.json,
-fusion_scaling.png.
+Outputs: fusion_bench.json (records), fusion_bench.md (tables), fusion_scaling.json, fusion_scaling.png,
+in bench/results/ (the committed records) for a full run with the default settings. A quick or partial
+run (``--quick``, fewer ``--datasets``, another ``--batch``/``--repeats``/``--device``) writes to a fresh
+temporary folder instead, printed at the end, so it never overwrites the records; ``--out DIR`` chooses.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,6 +77,8 @@ from trains.optim import build_optimizer  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 THREADS = 2
+DEFAULT_BATCH = 4
+DEFAULT_REPEATS = 5
 FLOPS_PER_MAC = 2
 MB = 1024**2
 KB_PER_MB = 1024
@@ -385,8 +390,18 @@ def markdown(records: list[dict], sweep_rows: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def results_dir(args) -> Path:
+    """--out if given; bench/results for a full default run (the committed records); else a temp folder."""
+    if args.out is not None:
+        return args.out
+    full = (not args.quick and set(args.datasets) == set(SHAPES) and args.batch == DEFAULT_BATCH
+            and args.repeats == DEFAULT_REPEATS and args.device == "cpu")
+    return RESULTS if full else Path(tempfile.mkdtemp(prefix="fusion_bench-"))
+
+
 def run_all(args) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args)
+    out.mkdir(parents=True, exist_ok=True)
     datasets = ("mosi",) if args.quick else args.datasets
     records = []
     for dataset in datasets:
@@ -398,20 +413,23 @@ def run_all(args) -> None:
                 raise RuntimeError(f"{name} on {dataset} failed:\n{done.stderr[-3000:]}")
             records.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(records[-1]), flush=True)
-    (RESULTS / "fusion_bench.json").write_text(json.dumps(records, indent=2))
+    (out / "fusion_bench.json").write_text(json.dumps(records, indent=2))
     lengths = tuple(t for t in SWEEP_LENGTHS if not args.quick or t <= 512)
     sweep_rows = sweep(lengths)
-    (RESULTS / "fusion_scaling.json").write_text(json.dumps(sweep_rows, indent=2))
-    plot(sweep_rows, RESULTS / "fusion_scaling.png")
-    (RESULTS / "fusion_bench.md").write_text(markdown(records, sweep_rows, args))
-    print((RESULTS / "fusion_bench.md").read_text())
+    (out / "fusion_scaling.json").write_text(json.dumps(sweep_rows, indent=2))
+    plot(sweep_rows, out / "fusion_scaling.png")
+    (out / "fusion_bench.md").write_text(markdown(records, sweep_rows, args))
+    print((out / "fusion_bench.md").read_text())
+    print(f"results in {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="MOSI only, batch 2, 1 repeat, T <= 512")
-    parser.add_argument("--batch", type=int, default=4, help="clips per timed step (default 4)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="clips per timed step (default 4)")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+    parser.add_argument("--out", type=Path, help="where to write (default: bench/results for a full default run, "
+                                                  "a temporary folder otherwise)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 2; 1 on a busy machine)")
     parser.add_argument("--datasets", nargs="+", choices=tuple(SHAPES), default=tuple(SHAPES))

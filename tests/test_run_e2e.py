@@ -45,7 +45,10 @@ def test_sweep_writes_reference_style_results(reference_sweep):
     assert list(agg["rate"].astype(str)) == ["0.0", "0.5", "AUC"]
     results = json.loads((reference_sweep / "results.json").read_text())
     mae = [results["rates"][r]["mean"]["MAE"] for r in ("0.0", "0.5")]
-    assert results["auilc"]["MAE"] == pytest.approx((mae[0] + mae[1]) / 2 * 0.5)
+    assert results["auilc_unrounded"]["MAE"] == pytest.approx((mae[0] + mae[1]) / 2 * 0.5)
+    rounded = [float(np.round(m, 2)) for m in mae]  # the reference's AUC row: rounded means, 1 decimal
+    assert results["auilc"]["MAE"] == float(np.round((rounded[0] + rounded[1]) / 2 * 0.5, 1))
+    assert agg.loc[2, "MAE"] == results["auilc"]["MAE"] and results["auilc_rates"] == [0.0, 0.5]
     seeds = results["rates"]["0.0"]["per_seed"]
     assert results["rates"]["0.0"]["mean"]["Corr"] == pytest.approx((seeds["1"]["Corr"] + seeds["2"]["Corr"]) / 2)
     spread = abs(seeds["1"]["Corr"] - seeds["2"]["Corr"]) / 2  # population std of two values (np.std, ddof=0)

@@ -51,6 +51,26 @@ def test_early_stopping_after_patience_without_improvement(monkeypatch):
     assert result.best_valid["Loss"] == 3
 
 
+def test_nan_validation_from_the_first_epoch_stops_after_patience(monkeypatch):
+    """The reference counts epochs without improvement from the start: nan never improves, so an
+    all-nan validation loss stops after early_stop epochs instead of training forever."""
+    nan = float("nan")
+    result = scripted_fit(monkeypatch, cfg_for(early_stop=3, max_epochs=None), [nan] * 10)
+    assert result.epochs_run == 3 and result.best_epoch == 0
+    assert result.best_state is not None  # the last state is tested
+
+
+def test_nan_key_metric_counts_as_no_improvement(monkeypatch):
+    nan = float("nan")
+    cfg = cfg_for(early_stop=2, max_epochs=None, key_eval="Corr")
+    trainer = Trainer(cfg, StandIn(), progress=False)
+    corrs = iter([nan, 0.3, nan, nan, 0.9])
+    monkeypatch.setattr(trainer, "train_epoch", lambda loader, epoch: {"Loss": 0.0})
+    monkeypatch.setattr(trainer, "evaluate", lambda loader, desc="": {"Loss": 1.0, "Corr": next(corrs)})
+    result = trainer.fit({"train": Loader(), "valid": Loader()})
+    assert result.best_epoch == 2 and result.epochs_run == 4
+
+
 def test_max_epochs_caps_training(monkeypatch):
     result = scripted_fit(monkeypatch, cfg_for(early_stop=10, max_epochs=2), [5, 4, 3])
     assert result.epochs_run == 2 and result.best_epoch == 2
@@ -60,7 +80,9 @@ def test_is_better_directions():
     assert is_better("Loss", 0.5, 0.6) and not is_better("Loss", 0.6, 0.5)
     assert is_better("Corr", 0.6, 0.5) and not is_better("Corr", 0.5, 0.6)
     assert not is_better("Loss", 0.6 - 1e-7, 0.6)  # within the reference's 1e-6
+    assert is_better("Loss", 0.5, 0.5 + 1e-6 + 1e-9)
     assert is_better("MAE", 1.0, None)
+    assert not is_better("Loss", float("nan"), None) and not is_better("Corr", float("nan"), 0.1)
 
 
 def count_steps(monkeypatch, num_batches, **kw):

@@ -1,4 +1,4 @@
-"""Training and evaluation loop of EMT-DLFR (reference-behaviour §6).
+"""Training and evaluation loop of EMT-DLFR (docs/REFERENCE.md §6).
 
 * One epoch: ``model.train()``; gradients are zeroed at the start of every group of ``update_epochs``
   (4) mini-batches and the optimiser steps after the group's last batch. The loss is not divided by 4,
@@ -6,7 +6,9 @@
   behaviour); ``step_trailing_batches=True`` steps them.
 * After each epoch the validation split is evaluated; the model with the best ``key_eval`` (default the
   total validation loss, minimised, which is what the reference always uses) is kept, and training stops
-  after ``early_stop`` (8) epochs without improvement, or at ``max_epochs``.
+  after ``early_stop`` (8) epochs without improvement, counted from the start (a validation value that is
+  nan from the first epoch stops after 8 epochs, as in the reference), or at ``max_epochs``. A run that
+  never improves tests its last state (the reference would find no saved model and fail).
 * A loss that becomes nan or inf stops the run with :class:`TrainingDivergedError` naming the epoch,
   batch and loss term.
 * With a ``checkpoint_path`` the whole training state (model, optimiser, early-stopping state, epoch,
@@ -68,11 +70,16 @@ def forward_batch(model: nn.Module, batch: dict) -> dict:
 
 
 def is_better(key: str, value: float, best: Optional[float]) -> bool:
-    if best is None or math.isnan(best):
-        return not math.isnan(value)
+    """Whether ``value`` improves on ``best`` by at least the reference's 1e-6 (``<=``/``>=``, as it
+    compares). A nan value (a nan loss, Corr of constant predictions) is never an improvement, so an
+    all-nan validation stops after ``early_stop`` epochs like any other run without improvement."""
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
     if key in LOWER_IS_BETTER:
-        return value < best - IMPROVEMENT_EPS
-    return value > best + IMPROVEMENT_EPS
+        return value <= best - IMPROVEMENT_EPS
+    return value >= best + IMPROVEMENT_EPS
 
 
 def autocast_context(cfg: Config, device: torch.device):
@@ -202,7 +209,7 @@ class Trainer:
         while True:
             if cfg.max_epochs is not None and epoch >= cfg.max_epochs:
                 break
-            if best["value"] is not None and epoch - best["epoch"] >= cfg.early_stop:
+            if epoch - best["epoch"] >= cfg.early_stop:  # counted from epoch 0, improved or not
                 break
             epoch += 1
             train_set = getattr(loaders["train"], "dataset", None)

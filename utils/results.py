@@ -3,15 +3,22 @@
 A sweep directory holds:
 
 * ``config.json``: the resolved config and its fingerprint. A rerun with another config into the same
-  directory is refused, so old and new results never mix.
+  directory is refused once it holds results (a finished cell, or a cell's training checkpoint under
+  ``work/``), so old and new results never mix; a directory with no results (say, from a run that failed
+  before training) is taken over by the new config.
 * ``cells/mr<rates>/seed<seed>.json``: one (missing rate, seed) cell, written atomically when the cell
   finishes (its test metrics, best epoch, config fingerprint). A cell file exists only when complete.
 * ``normals/<dataset>-regression-<r>.csv``: per rate, the mean and population std over seeds (x100)
   as ``(mean, std)`` tuples, one column per metric, as the reference writes them.
 * ``normals/<dataset>-regression-<r>-detail.csv``: per-seed rows (x100) plus mean/std, max and min rows.
 * ``normals/<dataset>-regression-aggregated.csv``: one row per rate (seed means x100 and stds) and a
-  final ``AUC`` row with the AUILC of every metric (trapezoid over the rates including 0.0, 1 decimal).
-* ``results.json``: the same numbers for programs.
+  final ``AUC`` row with the AUILC of every metric, by the reference's rule (trapezoid over the seed means
+  rounded to 2 decimals, rates including 0.0, area rounded to 1 decimal; docs/REFERENCE.md §7).
+* ``results.json``: the same numbers for programs; ``auilc`` is the AUC row as the reference prints it,
+  ``auilc_unrounded`` the trapezoid area over the unrounded means, not rounded.
+
+Means and stds are taken as the reference takes them: ``np.mean(values) * 100`` (the mean of the raw
+metric, then x100) and rounded with numpy's rounding in the CSVs.
 """
 
 from __future__ import annotations
@@ -27,15 +34,14 @@ import pandas as pd
 from config import Config
 from utils.errors import ConfigError
 from utils.io import atomic_write_json, atomic_write_text
-from utils.metrics import auilc
+from utils.metrics import MEAN_DECIMALS, auilc_row, trapezoid_areas
 
 #: Config fields that change how fast a run goes, or what it checks, but not what it computes; left out of
 #: the fingerprint (``text_hidden_size`` only refuses an encoder, so results made without it stay valid;
 #: ``fast_path`` changes the implementation, not the computation).
 RUNTIME_FIELDS = ("device", "num_workers", "checkpoint_every_epoch", "text_hidden_size", "fast_path")
-#: Decimals of the x100 means in the CSVs (the reference rounds to 2) and of the AUILC row (1).
-CSV_DECIMALS = 2
-AUILC_DECIMALS = 1
+#: Decimals of the x100 means in the CSVs (the reference rounds to 2).
+CSV_DECIMALS = MEAN_DECIMALS
 
 
 def config_fingerprint(cfg: Config) -> str:
@@ -56,6 +62,12 @@ def cell_path(out_dir: Path, rates: tuple[float, float, float], seed: int) -> Pa
     return Path(out_dir) / "cells" / f"mr{rate_tag(rates)}" / f"seed{seed}.json"
 
 
+def holds_results(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds work of its config: a finished cell or a training checkpoint."""
+    out_dir = Path(out_dir)
+    return any(out_dir.glob("cells/*/*.json")) or any(out_dir.glob("work/**/*.pt"))
+
+
 def prepare_out_dir(out_dir: Path, cfg: Config) -> str:
     """Create ``out_dir`` (checking it is writable) and pin it to ``cfg``; return the fingerprint."""
     out_dir = Path(out_dir)
@@ -73,7 +85,7 @@ def prepare_out_dir(out_dir: Path, cfg: Config) -> str:
             old = json.loads(config_file.read_text())
         except json.JSONDecodeError:
             raise ConfigError(f"{config_file} is not valid JSON; remove it or use another --out") from None
-        if old.get("fingerprint") != fingerprint:
+        if old.get("fingerprint") != fingerprint and holds_results(out_dir):
             old_cfg = old.get("config", {})
             diff = sorted(k for k, v in cfg.to_dict().items()
                           if k not in RUNTIME_FIELDS and json.dumps(old_cfg.get(k), default=str) != json.dumps(v, default=str))
@@ -101,12 +113,17 @@ def read_cell(out_dir: Path, rates: tuple[float, float, float], seed: int, finge
 
 
 def _summary_rows(records: list[dict], keys: list[str]) -> dict:
-    values = {k: np.array([r["test"][k] for r in records], dtype=float) * 100 for k in keys}
-    return {
-        "mean": {k: float(np.mean(v)) for k, v in values.items()},
-        "std": {k: float(np.std(v)) for k, v in values.items()},
+    values = {k: np.array([r["test"][k] for r in records], dtype=float) for k in keys}
+    return {  # x100 after the mean, in the reference's order of operations
+        "mean": {k: float(np.mean(v) * 100) for k, v in values.items()},
+        "std": {k: float(np.std(v) * 100) for k, v in values.items()},
         "per_seed": {int(r["seed"]): {k: float(r["test"][k]) * 100 for k in keys} for r in records},
     }
+
+
+def _r(value: float, decimals: int = CSV_DECIMALS) -> float:
+    """numpy's rounding, which is what ``round()`` on the reference's numpy scalars does."""
+    return float(np.round(value, decimals))
 
 
 def aggregate(out_dir: Path, cfg: Config, grid: Iterable[tuple[float, float, float]], seeds: Iterable[int],
@@ -127,7 +144,7 @@ def aggregate(out_dir: Path, cfg: Config, grid: Iterable[tuple[float, float, flo
         summary["rates"][tag] = {"rates": list(rates), "seeds": [r["seed"] for r in records], **stats}
         per_rate = {"Model": cfg.variant, **per_rate_tuple(stats, keys)}
         atomic_write_text(normals / f"{cfg.dataset}-regression-{tag}.csv", pd.DataFrame([per_rate]).to_csv(index=False))
-        detail = [{"Model": cfg.variant, "Seed": str(s), **{k: round(v, CSV_DECIMALS) for k, v in row.items()}}
+        detail = [{"Model": cfg.variant, "Seed": str(s), **{k: _r(v) for k, v in row.items()}}
                   for s, row in stats["per_seed"].items()]
         detail.append({"Model": cfg.variant, "Seed": "<mean/std>", **per_rate_tuple(stats, keys)})
         for label, pick in (("<max/seed>", np.argmax), ("<min/seed>", np.argmin)):
@@ -135,27 +152,32 @@ def aggregate(out_dir: Path, cfg: Config, grid: Iterable[tuple[float, float, flo
             for k in keys:
                 column = [stats["per_seed"][s][k] for s in stats["per_seed"]]
                 i = int(pick(column))
-                row[k] = f"({column[i]:.{CSV_DECIMALS}f}, {list(stats['per_seed'])[i]})"
+                row[k] = f"({_r(column[i]):.{CSV_DECIMALS}f}, {list(stats['per_seed'])[i]})"
             detail.append(row)
         atomic_write_text(normals / f"{cfg.dataset}-regression-{tag}-detail.csv", pd.DataFrame(detail).to_csv(index=False))
-        agg_rows.append({"rate": tag, **{k: round(stats["mean"][k], CSV_DECIMALS) for k in keys},
-                         **{f"{k}_std": round(stats["std"][k], CSV_DECIMALS) for k in keys}})
+        agg_rows.append({"rate": tag, **{k: _r(stats["mean"][k]) for k in keys},
+                         **{f"{k}_std": _r(stats["std"][k]) for k in keys}})
     if agg_rows:
-        auc_row = auilc_row(summary, cfg)
-        if auc_row is not None:
-            summary["auilc"] = auc_row
-            agg_rows.append({"rate": "AUC", **{k: round(v, AUILC_DECIMALS) for k, v in auc_row.items()}})
+        curve = equal_rate_curve(summary)
+        if curve is not None:
+            rates, means = curve
+            summary["auilc"] = auilc_row(means, rates)
+            unrounded = trapezoid_areas(np.array([means[k] for k in means]).T, rates)
+            summary["auilc_unrounded"] = {k: float(a) for k, a in zip(means, unrounded)}
+            summary["auilc_rates"] = rates
+            agg_rows.append({"rate": "AUC", **summary["auilc"]})
         atomic_write_text(normals / f"{cfg.dataset}-regression-aggregated.csv", pd.DataFrame(agg_rows).to_csv(index=False))
     atomic_write_json(out_dir / "results.json", summary)
     return summary
 
 
 def per_rate_tuple(stats: dict, keys: list[str]) -> dict:
-    return {k: f"({stats['mean'][k]:.{CSV_DECIMALS}f}, {stats['std'][k]:.{CSV_DECIMALS}f})" for k in keys}
+    return {k: f"({_r(stats['mean'][k]):.{CSV_DECIMALS}f}, {_r(stats['std'][k]):.{CSV_DECIMALS}f})" for k in keys}
 
 
-def auilc_row(summary: dict, cfg: Config) -> Optional[dict]:
-    """AUILC of each metric over equal-rate cells, when they form a grid starting at 0.0 (else None)."""
+def equal_rate_curve(summary: dict) -> Optional[tuple[list[float], dict[str, list[float]]]]:
+    """(rates, seed means x100 per metric) over the equal-rate cells, when they form a grid starting at
+    0.0 (else None): the points the AUILC is taken over."""
     entries = sorted(
         (info["rates"][0], info["mean"]) for info in summary["rates"].values()
         if len(set(info["rates"])) == 1
@@ -163,5 +185,4 @@ def auilc_row(summary: dict, cfg: Config) -> Optional[dict]:
     if len(entries) < 2 or entries[0][0] != 0.0:
         return None
     rates = [r for r, _ in entries]
-    keys = entries[0][1].keys()
-    return {k: float(auilc([m[k] for _, m in entries], rates)) for k in keys}
+    return rates, {k: [m[k] for _, m in entries] for k in entries[0][1]}
