@@ -1,9 +1,10 @@
-"""Command-line entry point: train and test EMT-DLFR at one or more missing rates over seeds.
+"""Command-line entry point: train and test a model (EMT-DLFR by default) at missing rates over seeds.
 
     python run.py --dataset mosi --missing-rate 0.5              # one rate, seeds 111 1111 11111
     python run.py --dataset mosi --sweep                         # the reference's grid 0.0..1.0
     python run.py --dataset mosi --diff-missing 0.1 0.5 0.0      # per-modality rates (text audio vision)
     python run.py --dataset mosi --describe                      # parameter counts, no data needed
+    python run.py --model mult --dataset mosi --sweep            # a baseline of the paper's tables
 
 Every error caused by the input is one line on stderr and exit status 2 (see utils/errors.py).
 """
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from config import PRESETS, get_config, parse_set_pairs
+from config import DEFAULT_MODEL, MODEL_NAMES, PRESETS, get_config, parse_set_pairs
 from trains import sweep
 from utils.errors import ConfigError, DataError
 from utils.results import aggregate, prepare_out_dir
@@ -27,9 +28,11 @@ log = logging.getLogger("emt_dlfr")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="run.py", description="EMT-DLFR: train and test over missing rates and seeds.",
+        prog="run.py", description="EMT-DLFR and the paper's baselines: train and test over missing rates and seeds.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES,
+                   help="the network and its trainer settings, as the authors' code ships them")
     p.add_argument("--dataset", default="mosi", help=f"one of: {', '.join(PRESETS)}")
     rates = p.add_mutually_exclusive_group()
     rates.add_argument("--missing-rate", type=float, help="one rate for all modalities (default 0.4, as the reference's run.py)")
@@ -43,13 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fix-nonfinite", action="store_true", help="replace nan/inf features by 0 (and report counts) instead of failing")
     p.add_argument("--strict-data", action="store_true", help="fail when a known file's SHA-1 is not the official one")
     p.add_argument("--bert", help="BERT folder, hub name, 'minilm' or 'random:<tiny|base|base-chinese>'")
-    p.add_argument("--fusion", help="fusion strategy (default emt)")
+    p.add_argument("--fusion", help="EMT-DLFR: fusion strategy (default emt)")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--amp", choices=["bf16"], help="bf16 autocast on GPUs (off by default)")
-    p.add_argument("--out", help="results directory (default results/<dataset>/<variant>)")
+    p.add_argument("--out", help="results directory (default results/<dataset>/<model or EMT variant>)")
     p.add_argument("--save-model", action="store_true", help="keep the best checkpoint of every cell")
-    p.add_argument("--no-attraction", action="store_true", help="drop the high-level attraction (EMT-LLFR)")
-    p.add_argument("--no-reconstruction", action="store_true", help="drop the low-level reconstruction (EMT-HLFR)")
+    p.add_argument("--no-attraction", action="store_true", help="EMT-DLFR: drop the high-level attraction (EMT-LLFR)")
+    p.add_argument("--no-reconstruction", action="store_true", help="EMT-DLFR: drop the low-level reconstruction (EMT-HLFR)")
     p.add_argument("--key-eval", help="validation metric for model selection (default 'Loss', as the reference)")
     p.add_argument("--max-epochs", type=int, help="cap on epochs (default: unbounded, early stopping only)")
     p.add_argument("--step-trailing-batches", action="store_true", help="also step the 1-3 trailing batches of an epoch")
@@ -70,7 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Flags that only EMT-DLFR has (its fusion strategies and DLFR ablations).
+EMT_DLFR_FLAGS = {"fusion": "--fusion", "no_attraction": "--no-attraction", "no_reconstruction": "--no-reconstruction"}
+
+
 def config_from_args(args: argparse.Namespace):
+    if args.model != "emt-dlfr":
+        used = [flag for dest, flag in EMT_DLFR_FLAGS.items() if getattr(args, dest)]
+        if used:
+            raise ConfigError(f"{', '.join(used)}: EMT-DLFR's option(s), not {args.model}'s (drop them, or use --model emt-dlfr)")
     updates = parse_set_pairs(args.set)
     flag_fields = {
         "bert": args.bert, "fusion": args.fusion, "device": args.device, "amp": args.amp,
@@ -89,7 +100,7 @@ def config_from_args(args: argparse.Namespace):
     ):
         if flag:
             updates[field_name] = value
-    return get_config(args.dataset, **updates)
+    return get_config(args.dataset, args.model, **updates)
 
 
 def rate_grid(args: argparse.Namespace, cfg) -> list[tuple[float, float, float]]:
@@ -161,16 +172,24 @@ def setup_logging(out_dir: Path | None, name: str) -> Path | None:
     return log_file
 
 
+#: Hub encoders whose counts a randomly initialised encoder of the same shapes gives (no download needed).
+SAME_SHAPE_ENCODERS = {"bert-base-uncased": "random:base", "bert-base-chinese": "random:base-chinese"}
+
+
 def describe_command(cfg) -> dict:
-    from models import build_model
-    from models.describe import describe
+    """Parameter counts of the config's model at the dataset's official feature widths (no data read)."""
+    import dataclasses
+
     from trains.experiment import check_bert_folder_config, check_text_hidden_size
+    from trains.registry import model_spec
 
     _, audio_dim, vision_dim = cfg.feature_dims
     check_bert_folder_config(cfg)
-    model = build_model(cfg, audio_dim, vision_dim)
+    spec = model_spec(cfg)
+    shapes_only = dataclasses.replace(cfg, bert=SAME_SHAPE_ENCODERS.get(cfg.bert, cfg.bert))
+    model = spec.build(shapes_only, audio_dim, vision_dim)
     check_text_hidden_size(cfg, model.text_model)
-    return describe(model)
+    return {"model": cfg.MODEL, "dataset": cfg.dataset, **spec.describe(model)}
 
 
 def load_data(cfg, args):

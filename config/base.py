@@ -1,7 +1,9 @@
 """The experiment configuration: one typed, frozen dataclass holding every setting of a run.
 
-Defaults are the reference implementation's EMT-DLFR values for CMU-MOSI (reference-behaviour §2);
-the per-dataset presets in :mod:`config.presets` override what differs. Command-line flags and
+:class:`ExperimentConfig` holds what every model shares (data, missing protocol, text encoder, training
+loop, run-time); each model's class adds its own fields: :class:`Config` (EMT-DLFR) here, the baselines'
+in their own modules (:mod:`config.mult`). Defaults are the reference implementation's EMT-DLFR values for
+CMU-MOSI (reference-behaviour §2); the per-dataset presets in :mod:`config.presets` override what differs. Command-line flags and
 ``--set key=value`` pairs are applied with :func:`override`, which refuses unknown keys and values of the
 wrong type instead of silently falling back to a default (the reference's ``Storage`` returned False).
 """
@@ -9,11 +11,12 @@ wrong type instead of silently falling back to a default (the reference's ``Stor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from utils.errors import ConfigError
 
@@ -31,9 +34,27 @@ FULL_RATE_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 SIMS_RATE_GRID = tuple(round(0.1 * i, 1) for i in range(6))
 
 
+#: Names of the models run.py trains (``--model``), in the order of the paper's tables.
+MODEL_NAMES = ("mult", "tfr_net", "emt-dlfr")
+#: The paper's names of the models.
+MODEL_TITLES = {"mult": "MulT", "tfr_net": "TFR-Net", "emt-dlfr": "EMT-DLFR"}
+
+#: How the optimiser steps inside a group of ``update_epochs`` mini-batches whose gradients are summed.
+#: "group": once, after the group's last batch (EMT-DLFR's trainer). "mmsa": after every batch, with the
+#: gradients summed since the group's start, and once more after the group's last batch (the baselines'
+#: trainers, inherited from MMSA; reference-behaviour §8.19).
+STEP_SCHEDULES = ("group", "mmsa")
+
+
 @dataclass(frozen=True)
-class Config:
-    """Every setting of one EMT-DLFR run. Field names follow the reference where it has one."""
+class ExperimentConfig:
+    """The settings every model shares: data, missing protocol, text encoder, training loop, run-time.
+
+    Each model's config (:class:`Config` for EMT-DLFR, :class:`config.mult.MultConfig`, ...) adds its own
+    network and optimiser fields; ``MODEL`` names the model (``--model``).
+    """
+
+    MODEL: ClassVar[str] = ""
 
     # --- dataset -----------------------------------------------------------------------------
     dataset: str = "mosi"
@@ -65,6 +86,75 @@ class Config:
     #: None (default): any hidden size works, the projections and heads follow the encoder. An integer pins
     #: it: an encoder of another hidden size is refused before training (e.g. 768 to insist on bert-base).
     text_hidden_size: Optional[int] = None
+
+    # --- training loop (§6) --------------------------------------------------------------------
+    batch_size: int = 32
+    #: Mini-batches whose gradients are summed per group (the reference's name).
+    update_epochs: int = 4
+    #: Within a group: "group" steps once at its end, "mmsa" as the baselines' trainers (see STEP_SCHEDULES).
+    step_schedule: str = "group"
+    #: Off by default (reference): the trailing 1-3 batches of an epoch are never stepped ("group" schedule).
+    step_trailing_batches: bool = False
+    #: Clip every gradient element to [-v, v] before each step (the baselines' clip_grad_value_); None: no clipping.
+    grad_clip: Optional[float] = None
+    #: ReduceLROnPlateau patience on the validation loss (factor 0.1, the baselines' scheduler); None: constant rates.
+    plateau_patience: Optional[int] = None
+    early_stop: int = 8
+    #: Validation metric for model selection. "Loss" (reference, minimised); any metric key works.
+    key_eval: str = "Loss"
+    #: Decimals the validation "Loss" is rounded to before model selection and the scheduler read it
+    #: (the baselines' trainers round to 4); None: not rounded (EMT-DLFR's trainer).
+    eval_loss_decimals: Optional[int] = None
+    #: Safety cap on epochs; None = unbounded, as the reference.
+    max_epochs: Optional[int] = None
+    num_workers: int = 0
+
+    # --- run-time ------------------------------------------------------------------------------
+    device: str = "cpu"
+    #: None (fp32, reference) or "bf16" autocast on GPUs.
+    amp: Optional[str] = None
+    deterministic: bool = False
+    #: torch.compile the model's forward. Off: measured no faster on the CPU (docs/BENCHMARKS.md).
+    compile: bool = False
+    #: The fast implementation (both views stacked, padding skipped, fused attention and Adam kernels), the same
+    #: results up to float rounding and dropout draws; False = the reference-like computation (one padded view at
+    #: a time, explicit softmax attention, per-parameter Adam), slower (docs/BENCHMARKS.md).
+    fast_path: bool = True
+    checkpoint_every_epoch: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @property
+    def variant(self) -> str:
+        """The name of this run's model (and, for EMT-DLFR, of its objective): the results folder's name."""
+        return self.MODEL
+
+    def check_model(self) -> None:
+        """Range checks of the model's own fields (ConfigError); see :func:`validate`."""
+
+
+#: The fields a dataset preset sets for every model (the data, its encoder, its sweep grid, and the
+#: MOSEI-sized run-time defaults); :func:`dataset_fields` copies them from the EMT-DLFR presets.
+DATASET_FIELDS = (
+    "dataset", "data_file", "normalized_data_file", "language", "feature_dims", "label_range", "metric_set",
+    "sweep_rates", "bert", "max_epochs", "checkpoint_every_epoch",
+)
+
+
+def dataset_fields(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The dataset part of ``cfg`` (see :data:`DATASET_FIELDS`), to build another model's preset from."""
+    return {name: getattr(cfg, name) for name in DATASET_FIELDS}
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Every setting of one EMT-DLFR run. Field names follow the reference where it has one."""
+
+    MODEL: ClassVar[str] = "emt-dlfr"
 
     # --- audio / vision encoders (§4.2) --------------------------------------------------------
     a_lstm_hidden_size: int = 32
@@ -105,7 +195,6 @@ class Config:
     post_fusion_dropout: float = 0.3
 
     # --- optimisation (§6) ---------------------------------------------------------------------
-    batch_size: int = 32
     learning_rate_bert: float = 5e-5
     learning_rate_audio: float = 1e-3
     learning_rate_video: float = 1e-4
@@ -114,34 +203,13 @@ class Config:
     weight_decay_audio: float = 1e-2
     weight_decay_video: float = 1e-3
     weight_decay_other: float = 1e-3
-    update_epochs: int = 4
-    #: Off by default (reference): the trailing 1-3 batches of an epoch are never stepped.
-    step_trailing_batches: bool = False
-    early_stop: int = 8
-    #: Validation metric for model selection. "Loss" (reference, minimised); any metric key works.
-    key_eval: str = "Loss"
-    #: Safety cap on epochs; None = unbounded, as the reference.
-    max_epochs: Optional[int] = None
-    num_workers: int = 0
 
-    # --- run-time ------------------------------------------------------------------------------
-    device: str = "cpu"
-    #: None (fp32, reference) or "bf16" autocast on GPUs.
-    amp: Optional[str] = None
-    deterministic: bool = False
-    #: torch.compile the model's forward. Off: measured no faster on the CPU (docs/BENCHMARKS.md).
-    compile: bool = False
-    #: The fast implementation (both views stacked, padding skipped, fused attention and Adam kernels), the same
-    #: results up to float rounding and dropout draws; False = the reference-like computation (one padded view at
-    #: a time, explicit softmax attention, per-parameter Adam), about 2.5x slower (docs/BENCHMARKS.md).
-    fast_path: bool = True
-    checkpoint_every_epoch: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+    def check_model(self) -> None:
+        for name in ("fusion_layers", "heads", "d_model"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"config key '{name}' must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
 
     @property
     def variant(self) -> str:
@@ -155,8 +223,11 @@ class Config:
         return "emt"
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-_TYPE_HINTS = typing.get_type_hints(Config)
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """Declared type of every field of a config class."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -196,14 +267,16 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def override(cfg: Config, updates: dict[str, Any]) -> Config:
+def override(cfg: ExperimentConfig, updates: dict[str, Any]) -> ExperimentConfig:
     """Return ``cfg`` with ``updates`` applied; unknown keys and ill-typed values raise ConfigError."""
-    unknown = sorted(set(updates) - set(_FIELDS))
+    hints = _type_hints(type(cfg))
+    unknown = sorted(set(updates) - set(hints))
     if unknown:
         raise ConfigError(
-            f"unknown config key(s): {', '.join(unknown)} (known keys: {', '.join(sorted(_FIELDS))})"
+            f"unknown config key(s) for model {cfg.MODEL}: {', '.join(unknown)} "
+            f"(known keys: {', '.join(sorted(hints))})"
         )
-    coerced = {k: _coerce(k, v, _TYPE_HINTS[k]) for k, v in updates.items()}
+    coerced = {k: _coerce(k, v, hints[k]) for k, v in updates.items()}
     new = dataclasses.replace(cfg, **coerced)
     validate(new)
     return new
@@ -220,11 +293,9 @@ def parse_set_pairs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def validate(cfg: Config) -> None:
-    """Range checks that no type annotation expresses."""
-    if cfg.d_model % cfg.heads:
-        raise ConfigError(f"d_model ({cfg.d_model}) must be divisible by heads ({cfg.heads})")
-    for name in ("batch_size", "update_epochs", "early_stop", "fusion_layers", "heads", "d_model"):
+def validate(cfg: ExperimentConfig) -> None:
+    """Range checks that no type annotation expresses: the shared fields here, the model's in ``check_model``."""
+    for name in ("batch_size", "update_epochs", "early_stop"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"config key '{name}' must be >= 1, got {getattr(cfg, name)}")
     if cfg.max_epochs is not None and cfg.max_epochs < 1:
@@ -244,3 +315,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"amp must be None or 'bf16', got {cfg.amp!r}")
     if cfg.metric_set not in ("mosi", "sims"):
         raise ConfigError(f"metric_set must be 'mosi' or 'sims', got {cfg.metric_set!r}")
+    if cfg.step_schedule not in STEP_SCHEDULES:
+        raise ConfigError(f"step_schedule must be one of {', '.join(STEP_SCHEDULES)}, got {cfg.step_schedule!r}")
+    if cfg.grad_clip is not None and cfg.grad_clip <= 0:
+        raise ConfigError(f"config key 'grad_clip' must be > 0 or none, got {cfg.grad_clip}")
+    if cfg.plateau_patience is not None and cfg.plateau_patience < 0:
+        raise ConfigError(f"config key 'plateau_patience' must be >= 0 or none, got {cfg.plateau_patience}")
+    cfg.check_model()

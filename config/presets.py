@@ -1,5 +1,8 @@
 """Per-dataset presets: the reference's EMT-DLFR hyperparameters (reference-behaviour §2).
 
+Every model's presets start from these: :func:`config.base.dataset_fields` takes the data part
+(file, feature widths, encoder, sweep grid) from them; :func:`config.models.get_config` picks a model's.
+
 ``mosi``, ``mosei`` and ``sims`` are the paper's datasets. ``demo`` and ``tiny`` go with the synthetic
 presets of :mod:`preprocess.make_synthetic`: ``demo`` is small enough to train on a laptop CPU in
 minutes with the pretrained MiniLM encoder, ``tiny`` is for tests (a 1-layer random BERT).
@@ -9,8 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from config.base import SIMS_RATE_GRID, Config, override
-from utils.errors import ConfigError
+from config.base import SIMS_RATE_GRID, Config
 
 MOSI = Config()
 
@@ -115,10 +117,3 @@ TINY = dataclasses.replace(
 
 PRESETS: dict[str, Config] = {"mosi": MOSI, "mosei": MOSEI, "sims": SIMS, "demo": DEMO, "tiny": TINY}
 
-
-def get_config(dataset: str, **overrides) -> Config:
-    """The preset for ``dataset`` with ``overrides`` applied (unknown names are a ConfigError)."""
-    key = dataset.lower()
-    if key not in PRESETS:
-        raise ConfigError(f"unknown dataset {dataset!r} (choose from: {', '.join(PRESETS)})")
-    return override(PRESETS[key], overrides) if overrides else PRESETS[key]

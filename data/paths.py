@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from config import Config
+from config import ExperimentConfig
 from utils.errors import ConfigError, DataError
 
 #: Environment variable naming the data root when ``--data-root`` is not given.
@@ -33,7 +33,7 @@ _HOW_TO_FIX = (
 )
 
 
-def relative_data_file(cfg: Config) -> str:
+def relative_data_file(cfg: ExperimentConfig) -> str:
     """The dataset's pickle relative to a data root: the normalised copy with ``use_normalized_data``."""
     if not cfg.use_normalized_data:
         return cfg.data_file
@@ -45,7 +45,7 @@ def relative_data_file(cfg: Config) -> str:
     return cfg.normalized_data_file
 
 
-def candidate_paths(cfg: Config, data_root: str | os.PathLike) -> list[Path]:
+def candidate_paths(cfg: ExperimentConfig, data_root: str | os.PathLike) -> list[Path]:
     """The paths looked at under ``data_root``, in order: README layout, then the reference's layout."""
     root = Path(data_root).expanduser()
     relative = relative_data_file(cfg)
@@ -53,7 +53,7 @@ def candidate_paths(cfg: Config, data_root: str | os.PathLike) -> list[Path]:
 
 
 def resolve_data_path(
-    cfg: Config,
+    cfg: ExperimentConfig,
     data_root: Optional[str | os.PathLike] = None,
     data_path: Optional[str | os.PathLike] = None,
 ) -> Path:
@@ -86,7 +86,7 @@ def resolve_data_path(
     )
 
 
-def is_official_layout(path: str | os.PathLike, cfg: Config) -> bool:
+def is_official_layout(path: str | os.PathLike, cfg: ExperimentConfig) -> bool:
     """Whether ``path`` sits where a data root puts ``cfg``'s file (``.../<cfg.data_file>``).
 
     True for every file :func:`resolve_data_path` finds under a data root; a ``--data-path`` elsewhere

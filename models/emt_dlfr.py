@@ -76,6 +76,9 @@ class EMTDLFR(nn.Module):
     ``audio_model`` and ``video_model``; everything else is "other".
     """
 
+    #: Batch keys of the forward arguments, in order (both views).
+    INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
+
     def __init__(self, cfg, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None, fast: bool = True):
         super().__init__()
         d_model = cfg.d_model

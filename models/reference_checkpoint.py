@@ -1,23 +1,27 @@
 """Read and write checkpoints in the layout of the reference implementation (reference-behaviour §1, §4).
 
 The reference saves ``AMIO.state_dict()``: the network sits under ``Model.``, its ``BertTextEncoder`` keeps
-the HF model as ``.model`` (``Model.text_model.model.embeddings...``), and every other module name is the
-one this project uses too (``audio_model.rnn``, ``audio_model.linear_1``, ``proj_text``,
-``fusion.mpus.{layer}.{modality}.{direction}.layers.0.{0,1,2}...``, ``fusion.pools.{layer}.attention.{0,2}``,
-``*_projector.net``, ``*_predictor.net``, ``recon_*``, ``post_fusion_layer_{1,2,3}``).
+the HF model as ``.model`` (``Model.text_model.model.embeddings...``). Each model's naming knowledge lives
+in one :class:`KeyTable` of :data:`KEY_TABLES` (rules that map our keys to the reference's and back, and the
+reference keys to skip); if a real checkpoint disagrees, correct its table, not the code.
 
-The released code's exact key names are not available here: the layout is RECONSTRUCTED from the
-description of the code. All naming knowledge therefore lives in two tables, :data:`KEY_RULES` and
-:data:`IGNORED_REFERENCE_KEYS`; if a real checkpoint disagrees, correct the tables, not the code.
+* ``emt-dlfr``: every module name below ``Model.`` is the one this project uses too (``audio_model.rnn``,
+  ``proj_text``, ``fusion.mpus.{layer}.{modality}.{direction}.layers.0.{0,1,2}...``,
+  ``fusion.pools.{layer}.attention.{0,2}``, ``*_projector.net``, ``*_predictor.net``, ``recon_*``,
+  ``post_fusion_layer_{1,2,3}``). That layout is RECONSTRUCTED from the description of the code.
+* ``mult``: the released code's key list (tests/fixtures/mult_mosi_state_dict_keys.tsv); module names
+  below ``Model.`` are this project's too; its transformers carry a ``version`` buffer without a
+  counterpart, skipped on loading.
 
-A shared module appears in a state_dict once per alias (with the shipped sharing, the one CST appears under
-every ``mpus.{layer}.{modality}.{direction}`` and the one pool under every ``pools.{layer}``).
+A shared module appears in a state_dict once per alias (with EMT-DLFR's shipped sharing, the one CST appears
+under every ``mpus.{layer}.{modality}.{direction}`` and the one pool under every ``pools.{layer}``).
 :func:`to_reference_state_dict` writes all aliases; :func:`load_reference_state_dict` requires all aliases
 of one tensor to hold the same values.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -29,29 +33,14 @@ from torch import nn
 
 from utils.errors import CheckpointError
 
-#: (our key template, reference key template); ``{name}`` matches one or more characters and carries over.
-#: The first rule whose template matches wins, in either direction.
-KEY_RULES: list[tuple[str, str]] = [
-    ("text_model.{rest}", "Model.text_model.model.{rest}"),
-    ("{rest}", "Model.{rest}"),
-]
-
-#: Reference keys with no counterpart here, skipped on loading: buffers that older transformers saved
-#: (BERT's position / token type ids) and a sinusoidal positional table registered as a buffer.
-IGNORED_REFERENCE_KEYS: list[str] = [
+#: BERT buffers that older transformers versions saved; no counterpart here.
+BERT_BUFFER_KEYS = [
     r"^Model\.text_model\.model\.embeddings\.position_ids$",
     r"^Model\.text_model\.model\.embeddings\.token_type_ids$",
-    r"^Model\.fusion\.(.+\.)?pe$",
 ]
 
 #: How many offending keys an error message lists.
 SHOWN_KEYS = 8
-
-TABLE_HINT = (
-    "The reference key layout is reconstructed (models/reference_checkpoint.py, KEY_RULES and "
-    "IGNORED_REFERENCE_KEYS); correct the tables if the released code names its keys differently, "
-    "and check that the config matches the checkpoint's dataset."
-)
 
 
 def _template_regex(template: str) -> re.Pattern:
@@ -59,31 +48,87 @@ def _template_regex(template: str) -> re.Pattern:
     return re.compile(f"^{pattern}$")
 
 
-_RULES = [(_template_regex(ours), ours, _template_regex(ref), ref) for ours, ref in KEY_RULES]
-_IGNORED = [re.compile(p) for p in IGNORED_REFERENCE_KEYS]
+@dataclass(frozen=True)
+class KeyTable:
+    """One model's reference key layout.
+
+    ``rules``: (our key template, reference key template); ``{name}`` matches one or more characters and
+    carries over; the first rule whose template matches wins, in either direction. ``ignored``: regexes of
+    reference keys with no counterpart here, skipped on loading.
+    """
+
+    model: str
+    rules: tuple[tuple[str, str], ...]
+    ignored: tuple[str, ...]
+
+    @property
+    def hint(self) -> str:
+        return (
+            f"The {self.model} reference key layout is the table KEY_TABLES[{self.model!r}] in "
+            "models/reference_checkpoint.py; correct it if the released code names its keys differently, "
+            "and check that the config (model, dataset) matches the checkpoint's."
+        )
+
+    def compiled(self):
+        rules = [(_template_regex(ours), ours, _template_regex(ref), ref) for ours, ref in self.rules]
+        return rules, [re.compile(p) for p in self.ignored]
 
 
-def to_reference_key(key: str) -> str:
+KEY_TABLES: dict[str, KeyTable] = {
+    "emt-dlfr": KeyTable(
+        model="emt-dlfr",
+        rules=(
+            ("text_model.{rest}", "Model.text_model.model.{rest}"),
+            ("{rest}", "Model.{rest}"),
+        ),
+        # Also a sinusoidal positional table registered as a buffer.
+        ignored=(*BERT_BUFFER_KEYS, r"^Model\.fusion\.(.+\.)?pe$"),
+    ),
+    "mult": KeyTable(
+        model="mult",
+        rules=(
+            ("text_model.{rest}", "Model.text_model.model.{rest}"),
+            ("{rest}", "Model.{rest}"),
+        ),
+        ignored=(*BERT_BUFFER_KEYS, r"^Model\.trans_\w+\.version$"),
+    ),
+}
+
+
+def _table(model: str) -> KeyTable:
+    if model not in KEY_TABLES:
+        raise CheckpointError(f"no reference key table for model {model!r} (known: {', '.join(KEY_TABLES)})")
+    return KEY_TABLES[model]
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(model: str):
+    return _table(model).compiled()
+
+
+def to_reference_key(key: str, model: str = "emt-dlfr") -> str:
     """Our state_dict key -> the reference's."""
-    for ours_re, _, _, ref in _RULES:
+    rules, _ = _compiled(model)
+    for ours_re, _, _, ref in rules:
         match = ours_re.match(key)
         if match:
             return ref.format(**match.groupdict())
-    raise CheckpointError(f"no rule in KEY_RULES maps key {key!r}")
+    raise CheckpointError(f"no rule in KEY_TABLES[{model!r}] maps key {key!r}")
 
 
-def from_reference_key(key: str) -> Optional[str]:
+def from_reference_key(key: str, model: str = "emt-dlfr") -> Optional[str]:
     """The reference's state_dict key -> ours (None when no rule matches)."""
-    for _, ours, ref_re, _ in _RULES:
+    rules, _ = _compiled(model)
+    for _, ours, ref_re, _ in rules:
         match = ref_re.match(key)
         if match:
             return ours.format(**match.groupdict())
     return None
 
 
-def to_reference_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+def to_reference_state_dict(model: nn.Module, model_name: str = "emt-dlfr") -> "OrderedDict[str, torch.Tensor]":
     """``model``'s state in the reference layout, every alias of a shared module included."""
-    return OrderedDict((to_reference_key(k), v) for k, v in model.state_dict().items())
+    return OrderedDict((to_reference_key(k, model_name), v) for k, v in model.state_dict().items())
 
 
 @dataclass
@@ -110,36 +155,40 @@ def _alias_groups(model: nn.Module) -> list[list[str]]:
     return list(groups.values())
 
 
-def load_reference_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> LoadReport:
+def load_reference_state_dict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], model_name: str = "emt-dlfr"
+) -> LoadReport:
     """Load a reference-layout state dict into ``model``; CheckpointError on any key, shape or alias mismatch."""
-    ignored = [k for k in state_dict if any(p.match(k) for p in _IGNORED)]
+    table = _table(model_name)
+    _, ignored_patterns = _compiled(model_name)
+    ignored = [k for k in state_dict if any(p.match(k) for p in ignored_patterns)]
     mapped: dict[str, torch.Tensor] = {}
     unmappable = []
     for ref_key, value in state_dict.items():
         if ref_key in ignored:
             continue
-        key = from_reference_key(ref_key)
+        key = from_reference_key(ref_key, model_name)
         if key is None:
             unmappable.append(ref_key)
         else:
             mapped[key] = value
     expected = model.state_dict()
-    missing = [to_reference_key(k) for k in expected if k not in mapped]
-    unexpected = unmappable + [to_reference_key(k) for k in mapped if k not in expected]
+    missing = [to_reference_key(k, model_name) for k in expected if k not in mapped]
+    unexpected = unmappable + [to_reference_key(k, model_name) for k in mapped if k not in expected]
     if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
-        raise CheckpointError(f"checkpoint does not fit the model: {'; '.join(parts)}. {TABLE_HINT}")
+        raise CheckpointError(f"checkpoint does not fit the model: {'; '.join(parts)}. {table.hint}")
     wrong_shapes = [
-        f"{to_reference_key(k)} {tuple(v.shape)} (model {tuple(expected[k].shape)})"
+        f"{to_reference_key(k, model_name)} {tuple(v.shape)} (model {tuple(expected[k].shape)})"
         for k, v in mapped.items()
         if tuple(v.shape) != tuple(expected[k].shape)
     ]
     if wrong_shapes:
-        raise CheckpointError(f"checkpoint shapes do not fit the model: {_listing(wrong_shapes)}. {TABLE_HINT}")
+        raise CheckpointError(f"checkpoint shapes do not fit the model: {_listing(wrong_shapes)}. {table.hint}")
     groups = _alias_groups(model)
     for group in groups:
         first = mapped[group[0]]
@@ -147,7 +196,8 @@ def load_reference_state_dict(model: nn.Module, state_dict: Mapping[str, torch.T
         if differing:
             raise CheckpointError(
                 f"checkpoint holds different values under aliases of one shared tensor: "
-                f"{to_reference_key(group[0])} vs {_listing(to_reference_key(k) for k in differing)}. "
+                f"{to_reference_key(group[0], model_name)} vs "
+                f"{_listing(to_reference_key(k, model_name) for k in differing)}. "
                 "The model's sharing switches (mpu_share, modality_share, layer_share) must match the checkpoint's."
             )
     model.load_state_dict(mapped, strict=True)
@@ -159,7 +209,7 @@ def load_reference_state_dict(model: nn.Module, state_dict: Mapping[str, torch.T
     )
 
 
-def load_reference_checkpoint(model: nn.Module, path: str | Path) -> LoadReport:
+def load_reference_checkpoint(model: nn.Module, path: str | Path, model_name: str = "emt-dlfr") -> LoadReport:
     """Read a checkpoint file saved by the reference (``torch.save(model.state_dict())``) into ``model``."""
     path = Path(path)
     if not path.is_file():
@@ -170,4 +220,4 @@ def load_reference_checkpoint(model: nn.Module, path: str | Path) -> LoadReport:
         raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"checkpoint {path} is not a state dict (a mapping of names to tensors)")
-    return load_reference_state_dict(model, state_dict)
+    return load_reference_state_dict(model, state_dict, model_name)

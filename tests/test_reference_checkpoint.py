@@ -77,7 +77,7 @@ def test_older_transformers_buffers_are_ignored():
 def test_missing_key_is_an_error():
     state = dict(to_reference_state_dict(_model(0)))
     del state["Model.recon_audio.weight"]
-    with pytest.raises(CheckpointError, match=r"1 missing key\(s\): Model\.recon_audio\.weight.*KEY_RULES"):
+    with pytest.raises(CheckpointError, match=r"1 missing key\(s\): Model\.recon_audio\.weight.*KEY_TABLES"):
         load_reference_state_dict(_model(1), state)
 
 

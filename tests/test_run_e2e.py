@@ -207,7 +207,9 @@ def test_bf16_autocast_path_runs(tiny_root, tmp_path):
 
 def test_reference_like_computation_by_option(tiny_root, tmp_path, monkeypatch):
     """--set fast_path=false trains on the plain path (one padded view at a time) with per-parameter Adam."""
-    from trains import experiment, optim
+    import dataclasses
+
+    from trains import experiment, optim, registry
 
     built = {}
     real_model_for, real_optimizer = experiment.model_for, optim.build_optimizer
@@ -221,7 +223,8 @@ def test_reference_like_computation_by_option(tiny_root, tmp_path, monkeypatch):
         return built["optimizer"]
 
     monkeypatch.setattr(experiment, "model_for", spy_model_for)
-    monkeypatch.setattr("trains.trainer.build_optimizer", spy_optimizer)
+    spec = dataclasses.replace(registry.MODEL_SPECS["emt-dlfr"], optimizer=spy_optimizer)
+    monkeypatch.setitem(registry.MODEL_SPECS, "emt-dlfr", spec)
     assert run_tiny(tiny_root, tmp_path / "plain", "--missing-rate", "0.5", "--seeds", "1",
                     "--set", "max_epochs=1", "fast_path=false") == 0
     assert built["model"].fast is False and not built["optimizer"].defaults["fused"]

@@ -101,7 +101,7 @@ def count_steps(monkeypatch, num_batches, **kw):
         return {"task_m": out["pred_m"].sum(), "total": out["pred_m"].sum()}
 
     monkeypatch.setattr(trainer_mod, "forward_batch", fake_forward)
-    monkeypatch.setattr(trainer_mod, "dlfr_loss", fake_loss)
+    monkeypatch.setattr(trainer, "objective", fake_loss)
     batch = {"labels": {"M": torch.zeros(2, 1)}}
     trainer.train_epoch([batch] * num_batches, epoch=1)
     return len(steps), len(zeros), model.head.weight.grad
@@ -132,7 +132,43 @@ def test_non_finite_loss_stops_with_epoch_batch_and_term(monkeypatch):
         value = out["pred_m"].sum() * next(calls)
         return {"task_m": value, "rec_audio": value, "total": value}
 
-    monkeypatch.setattr(trainer_mod, "dlfr_loss", loss)
+    monkeypatch.setattr(trainer, "objective", loss)
     batch = {"labels": {"M": torch.zeros(2, 1)}}
     with pytest.raises(TrainingDivergedError, match=r"'task_m' is nan at epoch 7, batch 1"):
         trainer.train_epoch([batch, batch], epoch=7)
+
+
+def test_mmsa_schedule_steps_every_batch_and_twice_at_a_group_end(monkeypatch):
+    # the baselines' trainers: zero at a group's start, step after every batch, once more after its last
+    steps, zeros, _ = count_steps(monkeypatch, 10, update_epochs=4, step_schedule="mmsa")
+    assert steps == 10 + 2 and zeros == 3
+
+
+def test_gradient_clipping_clips_each_element_in_place(monkeypatch):
+    # each backward adds 2 to the summed gradient, which is clipped to [-0.5, 0.5] in place every time
+    _, _, grad = count_steps(monkeypatch, 3, update_epochs=4, grad_clip=0.5)
+    assert grad.item() == pytest.approx(0.5)
+    _, _, unclipped = count_steps(monkeypatch, 3, update_epochs=4)
+    assert unclipped.item() == pytest.approx(6.0)
+
+
+def test_plateau_scheduler_divides_the_rates_by_ten_after_patience(monkeypatch):
+    cfg = cfg_for(early_stop=10, max_epochs=5, plateau_patience=1)
+    trainer = Trainer(cfg, StandIn(), progress=False)
+    calls = iter([5, 5, 5, 5, 5])
+    monkeypatch.setattr(trainer, "train_epoch", lambda loader, epoch: {"Loss": 0.0})
+    monkeypatch.setattr(trainer, "evaluate", lambda loader, desc="": {"Loss": next(calls)})
+    before = [g["lr"] for g in trainer.optimizer.param_groups]
+    trainer.fit({"train": Loader(), "valid": Loader()})
+    # epoch 1 sets the best; epochs 2-3 exceed the patience of 1 -> x0.1; epochs 4-5 again -> x0.01
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([lr * 0.01 for lr in before])
+
+
+def test_validation_loss_rounding(monkeypatch):
+    trainer = Trainer(cfg_for(eval_loss_decimals=2), StandIn(), progress=False)
+    monkeypatch.setattr(trainer_mod, "forward_batch", lambda m, b: {"pred_m": torch.full((2, 1), 0.123456)})
+    monkeypatch.setattr(trainer, "objective", lambda out, batch, cfg: {
+        "task_m": out["pred_m"].sum(), "total": out["pred_m"].sum()})
+    batch = {"labels": {"M": torch.tensor([[0.0], [1.0]])}}
+    results = trainer.evaluate([batch], desc="valid")
+    assert results["Loss"] == 0.25 and results["Loss(pred_m)"] == pytest.approx(0.246912, abs=1e-6)

@@ -16,12 +16,12 @@ from typing import Optional
 
 from transformers import BertConfig
 
-from config import Config
+from config import ExperimentConfig
 from data.load_data import MMSADataset, build_loaders
-from models import build_model
 from models.reference_checkpoint import load_reference_checkpoint
 from models.text_encoder import CONFIG_FILE, MINILM_SPEC, RANDOM_PREFIX
 from trains.compile import maybe_compile
+from trains.registry import model_spec
 from trains.trainer import Trainer
 from utils.errors import ConfigError
 from utils.io import atomic_torch_save
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 
 
-def build_datasets(cfg: Config, data, data_path: Path, rates: tuple[float, float, float]) -> dict:
+def build_datasets(cfg: ExperimentConfig, data, data_path: Path, rates: tuple[float, float, float]) -> dict:
     """The three splits' datasets at ``rates``; only the training split takes the training-time options."""
     datasets = {}
     for split in SPLITS:
@@ -50,7 +50,7 @@ def build_datasets(cfg: Config, data, data_path: Path, rates: tuple[float, float
     return datasets
 
 
-def check_bert_folder_config(cfg: Config) -> None:
+def check_bert_folder_config(cfg: ExperimentConfig) -> None:
     """Refuse a local BERT folder whose config.json transformers would crash on (not a JSON object, sizes
     that are not positive integers, a hidden size not divisible by the heads), naming the file.
 
@@ -86,7 +86,7 @@ def check_bert_folder_config(cfg: Config) -> None:
         )
 
 
-def check_text_hidden_size(cfg: Config, text_model) -> None:
+def check_text_hidden_size(cfg: ExperimentConfig, text_model) -> None:
     """Refuse an encoder whose hidden size is not the one pinned with ``text_hidden_size`` (None: any)."""
     hidden = text_model.config.hidden_size
     if cfg.text_hidden_size is None or hidden == cfg.text_hidden_size:
@@ -101,13 +101,13 @@ def check_text_hidden_size(cfg: Config, text_model) -> None:
     )
 
 
-def model_for(cfg: Config, datasets: dict):
+def model_for(cfg: ExperimentConfig, datasets: dict):
     """A fresh model for the data's audio/vision widths, after checking the text encoder can read the data
     and has the hidden size pinned by ``text_hidden_size``, if any."""
     train = datasets["train"]
     _, audio_dim, vision_dim = train.feature_dims
     check_bert_folder_config(cfg)
-    model = build_model(cfg, audio_dim, vision_dim)
+    model = model_spec(cfg).build(cfg, audio_dim, vision_dim)
     model.set_fast_path(cfg.fast_path)
     model = maybe_compile(model, cfg)
     check_text_hidden_size(cfg, model.text_model)
@@ -123,7 +123,7 @@ def model_for(cfg: Config, datasets: dict):
 
 
 def run_cell(
-    cfg: Config,
+    cfg: ExperimentConfig,
     data,
     data_path: Path,
     rates: tuple[float, float, float],
@@ -166,13 +166,13 @@ def run_cell(
     }
 
 
-def evaluate_reference_checkpoint(cfg: Config, data, data_path: Path, rates: tuple[float, float, float],
+def evaluate_reference_checkpoint(cfg: ExperimentConfig, data, data_path: Path, rates: tuple[float, float, float],
                                   checkpoint: Path, progress: bool = True) -> dict:
     """Test a checkpoint saved by the authors' implementation at ``rates``, without training."""
     setup_seed(0, cfg.deterministic)  # the loader order and, with --deterministic, the GPU flags
     datasets = build_datasets(cfg, data, data_path, rates)
     model = model_for(cfg, datasets)
-    report = load_reference_checkpoint(model, checkpoint)
+    report = load_reference_checkpoint(model, checkpoint, cfg.MODEL)
     log.info("loaded reference checkpoint %s: %s", checkpoint, report)
     loaders = build_loaders(datasets, cfg.batch_size, seed=0, num_workers=cfg.num_workers)
     return Trainer(cfg, model, cfg.device, progress=progress).evaluate(loaders["test"], desc="test")

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 from tqdm.auto import tqdm
 
-from config import Config
+from config import ExperimentConfig
 from utils.errors import ConfigError, UserError
 from utils.io import atomic_write_text
 from utils.results import aggregate, prepare_out_dir, rate_tag, read_cell, write_cell
@@ -52,12 +52,12 @@ def count_todo(out_dir: Path, grid: list[Rates], seeds: list[int], fingerprint: 
     return sum(read_cell(out_dir, rates, seed, fingerprint) is None for rates, seed in cells)
 
 
-def model_file(out_dir: Path, cfg: Config, rates: Rates, seed: int) -> Path:
+def model_file(out_dir: Path, cfg: ExperimentConfig, rates: Rates, seed: int) -> Path:
     return Path(out_dir) / "models" / f"{cfg.variant}-{cfg.dataset}-regression-mr{rate_tag(rates)}-{seed}.pth"
 
 
 def run_sweep(
-    cfg: Config,
+    cfg: ExperimentConfig,
     data,
     data_path: Path,
     grid: list[Rates],

@@ -1,14 +1,22 @@
-"""Training and evaluation loop of EMT-DLFR (docs/REFERENCE.md §6).
+"""Training and evaluation loop of every model (docs/REFERENCE.md §6 for EMT-DLFR; the baselines'
+trainers for theirs): the model's objective, optimiser and inputs come from its registry entry
+(:mod:`trains.registry`), the loop's policy from the config's shared fields.
 
 * One epoch: ``model.train()``; gradients are zeroed at the start of every group of ``update_epochs``
-  (4) mini-batches and the optimiser steps after the group's last batch. The loss is not divided by 4,
-  so gradients are summed. The trailing 1-3 batches of an epoch are never stepped (the reference's
-  behaviour); ``step_trailing_batches=True`` steps them.
+  mini-batches and, with ``step_schedule="group"`` (EMT-DLFR), the optimiser steps after the group's last
+  batch. The loss is not divided, so gradients are summed. The trailing batches of an epoch that do not
+  fill a group are never stepped (the reference's behaviour); ``step_trailing_batches=True`` steps them.
+  With ``step_schedule="mmsa"`` (the baselines) the optimiser steps after every batch with the gradients
+  summed since the group's start, and once more after the group's last batch.
+* ``grad_clip``: every gradient element is clipped to [-v, v] after each backward pass, in place (the
+  baselines' ``clip_grad_value_``, so clipped gradients are what later batches of the group add to).
 * After each epoch the validation split is evaluated; the model with the best ``key_eval`` (default the
   total validation loss, minimised, which is what the reference always uses) is kept, and training stops
-  after ``early_stop`` (8) epochs without improvement, counted from the start (a validation value that is
+  after ``early_stop`` epochs without improvement, counted from the start (a validation value that is
   nan from the first epoch stops after 8 epochs, as in the reference), or at ``max_epochs``. A run that
   never improves tests its last state (the reference would find no saved model and fail).
+  ``eval_loss_decimals`` rounds the validation loss first (the baselines' trainers round to 4);
+  ``plateau_patience`` steps a ReduceLROnPlateau (factor 0.1) on it (the baselines' scheduler).
 * A loss that becomes nan or inf stops the run with :class:`TrainingDivergedError` naming the epoch,
   batch and loss term.
 * With a ``checkpoint_path`` the whole training state (model, optimiser, early-stopping state, epoch,
@@ -31,9 +39,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from config import Config
-from trains.losses import dlfr_loss
-from trains.optim import build_optimizer
+from config import ExperimentConfig
+from trains.registry import model_spec
 from utils.results import RUNTIME_FIELDS
 from utils.errors import CheckpointError, ConfigError, TrainingDivergedError
 from utils.io import atomic_torch_save
@@ -48,8 +55,8 @@ epoch_log = logging.getLogger(__name__ + ".epochs")
 IMPROVEMENT_EPS = 1e-6
 #: Validation keys where lower is better; every other metric is maximised.
 LOWER_IS_BETTER = ("Loss", "Loss(pred_m)", "MAE")
-#: Model inputs taken from a collated batch, in the order of the model's forward signature.
-MODEL_INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
+#: ReduceLROnPlateau's factor in the baselines' trainers.
+PLATEAU_FACTOR = 0.1
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -66,7 +73,8 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def forward_batch(model: nn.Module, batch: dict) -> dict:
-    return model(**{key: batch[key] for key in MODEL_INPUTS})
+    """The model's forward on the batch keys it names in ``INPUTS``, in order."""
+    return model(*(batch[key] for key in model.INPUTS))
 
 
 def is_better(key: str, value: float, best: Optional[float]) -> bool:
@@ -82,7 +90,7 @@ def is_better(key: str, value: float, best: Optional[float]) -> bool:
     return value >= best + IMPROVEMENT_EPS
 
 
-def autocast_context(cfg: Config, device: torch.device):
+def autocast_context(cfg: ExperimentConfig, device: torch.device):
     if cfg.amp == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -100,11 +108,17 @@ class FitResult:
 class Trainer:
     """Trains one model on one set of loaders; see the module docstring for the loop."""
 
-    def __init__(self, cfg: Config, model: nn.Module, device: torch.device | str = "cpu", progress: bool = True):
+    def __init__(self, cfg: ExperimentConfig, model: nn.Module, device: torch.device | str = "cpu", progress: bool = True):
         self.cfg = cfg
         self.device = torch.device(device)
         self.model = model.to(self.device)
-        self.optimizer = build_optimizer(cfg, model)
+        spec = model_spec(cfg)
+        self.objective = spec.objective
+        self.optimizer = spec.optimizer(cfg, model)
+        self.scheduler = None
+        if cfg.plateau_patience is not None:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=PLATEAU_FACTOR, patience=cfg.plateau_patience)
         self.progress = progress
 
     # ---------------------------------------------------------------------------------------------
@@ -118,13 +132,15 @@ class Trainer:
                 batch = to_device(batch, self.device)
                 with autocast_context(self.cfg, self.device):
                     out = forward_batch(self.model, batch)
-                    terms = dlfr_loss(out, batch, self.cfg)
+                    terms = self.objective(out, batch, self.cfg)
                 preds.append(out["pred_m"].float().view(-1).cpu())
                 labels.append(batch["labels"]["M"].float().view(-1).cpu())
                 losses.append(terms["total"].item())
                 task_losses.append(terms["task_m"].item())
         results = eval_regression(torch.cat(preds).numpy(), torch.cat(labels).numpy(), self.cfg.metric_set)
         results["Loss"] = float(np.mean(losses))
+        if self.cfg.eval_loss_decimals is not None:
+            results["Loss"] = round(results["Loss"], self.cfg.eval_loss_decimals)
         results["Loss(pred_m)"] = float(np.mean(task_losses))
         return results
 
@@ -140,7 +156,7 @@ class Trainer:
             batch = to_device(batch, self.device)
             with autocast_context(cfg, self.device):
                 out = forward_batch(model, batch)
-                terms = dlfr_loss(out, batch, cfg)
+                terms = self.objective(out, batch, cfg)
             for name, value in terms.items():
                 if not torch.isfinite(value).all():
                     raise TrainingDivergedError(
@@ -148,9 +164,14 @@ class Trainer:
                         f"batch {index} (lower the learning rates, or check the data for extreme values)"
                     )
             terms["total"].backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_value_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
             group_done = (index + 1) % cfg.update_epochs == 0
-            trailing = cfg.step_trailing_batches and index + 1 == num_batches
-            if group_done or trailing:
+            if cfg.step_schedule == "mmsa":
+                optimizer.step()
+                if group_done:
+                    optimizer.step()
+            elif group_done or (cfg.step_trailing_batches and index + 1 == num_batches):
                 optimizer.step()
             preds.append(out["pred_m"].detach().float().view(-1).cpu())
             labels.append(batch["labels"]["M"].float().view(-1).cpu())
@@ -168,6 +189,7 @@ class Trainer:
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "best": best,
             "history": history,
             "rng": capture_rng_state(),
@@ -192,6 +214,8 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])
         for name, gen_state in state["loader_rng"].items():
             loaders[name].generator.set_state(gen_state)
@@ -217,6 +241,8 @@ class Trainer:
                 train_set.set_epoch(epoch - 1)
             train_res = self.train_epoch(loaders["train"], epoch)
             valid_res = self.evaluate(loaders["valid"], desc="valid")
+            if self.scheduler is not None:
+                self.scheduler.step(valid_res["Loss"])
             value = valid_res[cfg.key_eval] if cfg.key_eval in valid_res else None
             if value is None:
                 raise ConfigError(f"key_eval {cfg.key_eval!r} is not a validation metric "

@@ -1,9 +1,11 @@
 """Turn one or more sweep directories into the paper's tables and curves.
 
     python -m utils.report results/mosi/emt-dlfr results/mosi/emt [--paper] [--out DIR]
+    python -m utils.report --table 6 [--results results] [--paper]      # Table 6: MulT, TFR-Net, EMT-DLFR
+    python -m utils.report --table 7 [--results results] [--paper]      # Table 7 (SIMS)
 
 Each directory is a sweep written by run.py (``results.json`` + ``config.json``); each becomes one
-variant (EMT-DLFR, EMT-HLFR, EMT-LLFR, EMT, or any other config), shown side by side:
+variant (MulT, TFR-Net, EMT-DLFR, EMT-HLFR, EMT-LLFR, EMT, or any other config), shown side by side:
 
 * ``auilc.md`` / ``auilc.csv``: the Table 6 layout for MOSI/MOSEI (MAE, Corr, Acc-7, Acc-5, Acc-2 and F1
   as Has0/Non0) or the Table 7 layout for SIMS, one row per variant, AUILC over the swept rates
@@ -11,6 +13,10 @@ variant (EMT-DLFR, EMT-HLFR, EMT-LLFR, EMT, or any other config), shown side by 
 * ``per_rate.md`` / ``per_rate.csv``: per rate, mean ± population std over seeds, one column per variant.
 * ``curves.png`` / ``curves.pdf``: metric against missing rate, one line per variant (Figures 4-6);
   with ``--paper`` the curve readings from the paper's figures are overlaid as a dashed reference line.
+
+``--table 6`` / ``--table 7`` read the sweeps the scripts write (``<results>/<dataset>/<model>/run_once``
+for MOSI and MOSEI, or SIMS) and print the paper's table itself: one row per model measured here, the
+datasets side by side, and with ``--paper`` the published rows below them (``table6.md`` / ``table7.md``).
 
 Scales follow the paper: MAE and Corr as fractions, accuracies and F1 in percent.
 """
@@ -25,7 +31,8 @@ import pandas as pd
 
 from utils.errors import UserError
 from utils.io import atomic_write_text
-from utils.paper import PAPER_AUILC, PAPER_CURVES
+from config import MODEL_NAMES, MODEL_TITLES
+from utils.paper import PAPER_CURVES, PAPER_TABLE_ROWS
 
 #: (column title, metric keys) of the paper's tables; two keys are shown as "Has0/Non0".
 TABLE_COLUMNS = {
@@ -42,6 +49,10 @@ CURVE_METRICS = {
 #: Shown as fractions (value x100 / 100), as in the paper's tables.
 FRACTION_METRICS = ("MAE", "Corr")
 FIGURE_NUMBER = {"mosi": 4, "mosei": 5, "sims": 6}
+#: The paper's comparison tables: number -> datasets, side by side.
+PAPER_TABLES = {6: ("mosi", "mosei"), 7: ("sims",)}
+#: What a table cell shows when that model has no sweep here.
+NOT_RUN = "–"
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -70,14 +81,26 @@ def load_sweep(directory: Path) -> dict:
         raise UserError(f"{results_file} has no finished cells yet")
     config = json.loads((directory / "config.json").read_text())["config"]
     summary["config"] = config
+    summary.setdefault("model", "emt-dlfr")  # folders written before --model existed
     summary["family"] = "sims" if config.get("metric_set") == "sims" else "mosi"
     return summary
 
 
+def title(variant: str) -> str:
+    """The paper's name of a model or EMT variant (MulT, TFR-Net, EMT-DLFR, EMT-HLFR, ...)."""
+    return MODEL_TITLES.get(variant, variant.upper())
+
+
 def variant_labels(sweeps: list[dict], dirs: list[Path]) -> list[str]:
-    """Paper names (EMT-DLFR, ...); directories that share one get their folder name appended."""
-    names = [s["variant"].upper() for s in sweeps]
+    """Paper names (EMT-DLFR, MulT, ...); directories that share one get their folder name appended."""
+    names = [title(s["variant"]) for s in sweeps]
     return [f"{n} ({d.name})" if names.count(n) > 1 else n for n, d in zip(names, dirs)]
+
+
+def paper_row_models(sweeps: list[dict]) -> list[str]:
+    """Models whose published row ``--paper`` adds: those of the sweeps, and EMT-DLFR, in the tables' order."""
+    present = {s["model"] for s in sweeps} | {"emt-dlfr"}
+    return [m for m in MODEL_NAMES if m in present]
 
 
 def equal_rate_points(summary: dict) -> list[tuple[float, dict, dict]]:
@@ -91,13 +114,15 @@ def auilc_table(sweeps: list[dict], labels: list[str], family: str, dataset: str
     for summary, label in zip(sweeps, labels):
         auc = summary.get("auilc")
         row = {"Model": label}
-        for title, keys in TABLE_COLUMNS[family]:
-            row[title] = "/".join(fmt(k, paper_scale(k, auc[k])) if auc else "n/a" for k in keys)
+        for name, keys in TABLE_COLUMNS[family]:
+            row[name] = "/".join(fmt(k, paper_scale(k, auc[k])) if auc else "n/a" for k in keys)
         rows.append(row)
-    if paper and dataset in PAPER_AUILC:
-        ref = PAPER_AUILC[dataset]
-        rows.append({"Model": "EMT-DLFR (paper, Table 7)" if family == "sims" else "EMT-DLFR (paper, Table 6)",
-                     **{title: "/".join(fmt(k, ref[k]) for k in keys) for title, keys in TABLE_COLUMNS[family]}})
+    if paper and dataset in PAPER_TABLE_ROWS:
+        table = 7 if family == "sims" else 6
+        for model in paper_row_models(sweeps):
+            ref = PAPER_TABLE_ROWS[dataset][model]
+            rows.append({"Model": f"{title(model)} (paper, Table {table})",
+                         **{name: "/".join(fmt(k, ref[k]) for k in keys) for name, keys in TABLE_COLUMNS[family]}})
     return pd.DataFrame(rows)
 
 
@@ -180,12 +205,73 @@ def make_report(dirs: list[Path], out: Path | None = None, paper: bool = False) 
     return {"out": out, "auilc_markdown": auc_md, "figures": figures}
 
 
+def table_cells(auilc: dict | None, values_are_x100: bool, family: str) -> list[str]:
+    """One dataset's cells of a comparison table row (``NOT_RUN`` without a sweep)."""
+    cells = []
+    for _, keys in TABLE_COLUMNS[family]:
+        if auilc is None:
+            cells.append(NOT_RUN)
+        else:
+            cells.append("/".join(fmt(k, paper_scale(k, auilc[k]) if values_are_x100 else auilc[k]) for k in keys))
+    return cells
+
+
+def paper_table(number: int, results: Path, run_name: str = "run_once", paper: bool = False) -> tuple[str, list[Path]]:
+    """The paper's Table ``number`` (6: MOSI and MOSEI, 7: SIMS) from the sweeps under ``results``.
+
+    Rows: MulT, TFR-Net and EMT-DLFR measured here (``<results>/<dataset>/<model>/<run_name>``), then with
+    ``paper`` the published rows. Returns the Markdown and the sweep folders that were found.
+    """
+    if number not in PAPER_TABLES:
+        raise UserError(f"--table {number}: the paper's comparison tables are {', '.join(map(str, PAPER_TABLES))}")
+    datasets = PAPER_TABLES[number]
+    family = "sims" if datasets == ("sims",) else "mosi"
+    header = ["Model"] + [f"{ds.upper()} {name}" if len(datasets) > 1 else name
+                          for ds in datasets for name, _ in TABLE_COLUMNS[family]]
+    rows, found = [], []
+    for model in MODEL_NAMES:
+        cells = [title(model)]
+        for dataset in datasets:
+            folder = Path(results) / dataset / model / run_name
+            summary = load_sweep(folder) if (folder / "results.json").exists() else None
+            if summary is not None:
+                found.append(folder)
+            cells += table_cells(summary.get("auilc") if summary else None, True, family)
+        rows.append(cells)
+    if paper:
+        for model in MODEL_NAMES:
+            cells = [f"{title(model)} (paper)"]
+            for dataset in datasets:
+                cells += table_cells(PAPER_TABLE_ROWS[dataset][model], False, family)
+            rows.append(cells)
+    return markdown_table(pd.DataFrame(rows, columns=header)), found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("dirs", nargs="+", type=Path, help="sweep directories written by run.py")
-    parser.add_argument("--out", type=Path, help="where to write (default: <first dir>/../report)")
+    parser.add_argument("dirs", nargs="*", type=Path, help="sweep directories written by run.py")
+    parser.add_argument("--out", type=Path, help="where to write (default: <first dir>/../report, or <results>/report)")
     parser.add_argument("--paper", action="store_true", help="overlay the paper's published values")
+    parser.add_argument("--table", type=int, choices=sorted(PAPER_TABLES),
+                        help="print the paper's Table 6 (MOSI, MOSEI) or 7 (SIMS) from the sweeps under --results")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="with --table: the results root")
+    parser.add_argument("--run-name", default="run_once", help="with --table: the sweep folder under each model")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        if args.dirs:
+            raise UserError("--table reads the sweeps under --results; give no directories with it")
+        markdown, found = paper_table(args.table, args.results, args.run_name, args.paper)
+        if not found:
+            raise UserError(f"no sweep found under {args.results}/<dataset>/<model>/{args.run_name} for Table "
+                            f"{args.table} (run the scripts first, e.g. MODEL=mult bash scripts/mosi/run_once.sh 0)")
+        out = args.out or args.results / "report"
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / f"table{args.table}.md", f"# Table {args.table} (AUILC)\n\n{markdown}\n")
+        print(markdown)
+        print(f"\nfrom {', '.join(map(str, found))}; written to {out / f'table{args.table}.md'}")
+        return 0
+    if not args.dirs:
+        raise UserError("give the sweep directories to compare, or --table 6 / --table 7")
     report = make_report(args.dirs, args.out, args.paper)
     print(report["auilc_markdown"])
     print(f"\ntables and figures in {report['out']} (curves: {report['figures'][0]})")

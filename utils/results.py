@@ -31,7 +31,7 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from config import Config
+from config import ExperimentConfig
 from utils.errors import ConfigError
 from utils.io import atomic_write_json, atomic_write_text
 from utils.metrics import MEAN_DECIMALS, auilc_row, trapezoid_areas
@@ -44,7 +44,7 @@ RUNTIME_FIELDS = ("device", "num_workers", "checkpoint_every_epoch", "text_hidde
 CSV_DECIMALS = MEAN_DECIMALS
 
 
-def config_fingerprint(cfg: Config) -> str:
+def config_fingerprint(cfg: ExperimentConfig) -> str:
     relevant = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_FIELDS}
     blob = json.dumps(relevant, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:16]
@@ -68,7 +68,7 @@ def holds_results(out_dir: Path) -> bool:
     return any(out_dir.glob("cells/*/*.json")) or any(out_dir.glob("work/**/*.pt"))
 
 
-def prepare_out_dir(out_dir: Path, cfg: Config) -> str:
+def prepare_out_dir(out_dir: Path, cfg: ExperimentConfig) -> str:
     """Create ``out_dir`` (checking it is writable) and pin it to ``cfg``; return the fingerprint."""
     out_dir = Path(out_dir)
     try:
@@ -85,6 +85,12 @@ def prepare_out_dir(out_dir: Path, cfg: Config) -> str:
             old = json.loads(config_file.read_text())
         except json.JSONDecodeError:
             raise ConfigError(f"{config_file} is not valid JSON; remove it or use another --out") from None
+        old_model = old.get("model", "emt-dlfr")  # folders written before --model existed are EMT-DLFR's
+        if old_model != cfg.MODEL and holds_results(out_dir):
+            raise ConfigError(
+                f"{out_dir} holds results of model {old_model}, not {cfg.MODEL}; use another --out "
+                f"(the default is results/<dataset>/<model>)"
+            )
         if old.get("fingerprint") != fingerprint and holds_results(out_dir):
             old_cfg = old.get("config", {})
             diff = sorted(k for k, v in cfg.to_dict().items()
@@ -93,7 +99,7 @@ def prepare_out_dir(out_dir: Path, cfg: Config) -> str:
                 f"{out_dir} holds results of another config (differs in: {', '.join(diff) or 'unknown'}); "
                 "use another --out, or remove the directory to start over"
             )
-    atomic_write_json(config_file, {"fingerprint": fingerprint, "config": cfg.to_dict()})
+    atomic_write_json(config_file, {"fingerprint": fingerprint, "model": cfg.MODEL, "config": cfg.to_dict()})
     return fingerprint
 
 
@@ -126,13 +132,14 @@ def _r(value: float, decimals: int = CSV_DECIMALS) -> float:
     return float(np.round(value, decimals))
 
 
-def aggregate(out_dir: Path, cfg: Config, grid: Iterable[tuple[float, float, float]], seeds: Iterable[int],
+def aggregate(out_dir: Path, cfg: ExperimentConfig, grid: Iterable[tuple[float, float, float]], seeds: Iterable[int],
               fingerprint: str) -> dict:
     """Write the per-rate, detail and aggregated CSVs and results.json from the finished cells."""
     out_dir = Path(out_dir)
     normals = out_dir / "normals"
     seeds = list(seeds)
-    summary: dict = {"dataset": cfg.dataset, "variant": cfg.variant, "fingerprint": fingerprint, "rates": {}}
+    summary: dict = {"dataset": cfg.dataset, "model": cfg.MODEL, "variant": cfg.variant, "fingerprint": fingerprint,
+                     "rates": {}}
     agg_rows = []
     for rates in grid:
         records = [r for s in seeds if (r := read_cell(out_dir, rates, s, fingerprint)) is not None]

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One missing rate on MOSEI, all three seeds, the reference's settings for this dataset.
-# Usage: bash scripts/mosei/run.sh RATE GPU     (e.g. bash scripts/mosei/run.sh 0.5 0)
+# Usage: [MODEL=mult|tfr_net] bash scripts/mosei/run.sh RATE GPU     (e.g. bash scripts/mosei/run.sh 0.5 0)
 # Data: set MMSA_DATA_ROOT or pass --data-root through EXTRA_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+MODEL=${MODEL:-emt-dlfr}  # MODEL=mult (or tfr_net) runs a baseline of the paper's tables, into results/mosei/$MODEL/
 # PYTHON=python uses your own environment; otherwise the project venv is built first (make venv).
 PY=${PYTHON:-.venv/bin/python}
 [ -n "${PYTHON:-}" ] || make -s venv
 RATE=${1:?usage: run.sh RATE GPU}
 GPU=${2:-0}
-exec "$PY" run.py --dataset mosei --missing-rate "$RATE"  \
-  --device "cuda:$GPU" --out results/mosei/emt-dlfr/run ${EXTRA_ARGS:-}
+exec "$PY" run.py --model "$MODEL" --dataset mosei --missing-rate "$RATE"  \
+  --device "cuda:$GPU" --out "results/mosei/$MODEL/run" ${EXTRA_ARGS:-}

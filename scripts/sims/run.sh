@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One missing rate on SIMS, all three seeds, the reference's settings for this dataset.
-# Usage: bash scripts/sims/run.sh RATE GPU     (e.g. bash scripts/sims/run.sh 0.5 0)
+# Usage: [MODEL=mult|tfr_net] bash scripts/sims/run.sh RATE GPU     (e.g. bash scripts/sims/run.sh 0.5 0)
 # Data: set MMSA_DATA_ROOT or pass --data-root through EXTRA_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+MODEL=${MODEL:-emt-dlfr}  # MODEL=mult (or tfr_net) runs a baseline of the paper's tables, into results/sims/$MODEL/
 # PYTHON=python uses your own environment; otherwise the project venv is built first (make venv).
 PY=${PYTHON:-.venv/bin/python}
 [ -n "${PYTHON:-}" ] || make -s venv
 RATE=${1:?usage: run.sh RATE GPU}
 GPU=${2:-0}
 bash scripts/sims/prepare.sh
-exec "$PY" run.py --dataset sims --missing-rate "$RATE" --use-normalized-data \
-  --device "cuda:$GPU" --out results/sims/emt-dlfr/run ${EXTRA_ARGS:-}
+exec "$PY" run.py --model "$MODEL" --dataset sims --missing-rate "$RATE" --use-normalized-data \
+  --device "cuda:$GPU" --out "results/sims/$MODEL/run" ${EXTRA_ARGS:-}

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole missing-rate sweep on SIMS (the reference's grid), all three seeds.
-# Usage: bash scripts/sims/run_once.sh GPU      (GPU may be a list: 0,1,2,3 runs cells in parallel)
+# Usage: [MODEL=mult|tfr_net] bash scripts/sims/run_once.sh GPU      (GPU may be a list: 0,1,2,3 runs cells in parallel)
 # Interrupted? Run the same command again: finished cells are kept, only the rest is redone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+MODEL=${MODEL:-emt-dlfr}  # MODEL=mult (or tfr_net) runs a baseline of the paper's tables, into results/sims/$MODEL/
 # PYTHON=python uses your own environment; otherwise the project venv is built first (make venv).
 PY=${PYTHON:-.venv/bin/python}
 [ -n "${PYTHON:-}" ] || make -s venv
 GPU=${1:-0}
 bash scripts/sims/prepare.sh
-exec "$PY" run.py --dataset sims --sweep --use-normalized-data \
-  --gpus "$GPU" --out results/sims/emt-dlfr/run_once ${EXTRA_ARGS:-}
+exec "$PY" run.py --model "$MODEL" --dataset sims --sweep --use-normalized-data \
+  --gpus "$GPU" --out "results/sims/$MODEL/run_once" ${EXTRA_ARGS:-}
