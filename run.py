@@ -47,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict-data", action="store_true", help="fail when a known file's SHA-1 is not the official one")
     p.add_argument("--bert", help="BERT folder, hub name, 'minilm' or 'random:<tiny|base|base-chinese>'")
     p.add_argument("--fusion", help="EMT-DLFR: fusion strategy (default emt)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", help="auto (the config's default: the first CUDA device, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--amp", choices=["bf16"], help="bf16 autocast on GPUs (off by default)")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
+                   help="TF32 float32 matmuls and cuDNN on GPUs (default on, as the authors' torch 1.7)")
     p.add_argument("--out", help="results directory (default results/<dataset>/<model or EMT variant>)")
     p.add_argument("--save-model", action="store_true", help="keep the best checkpoint of every cell")
     p.add_argument("--no-attraction", action="store_true", help="EMT-DLFR: drop the high-level attraction (EMT-LLFR)")
@@ -84,7 +86,7 @@ def config_from_args(args: argparse.Namespace):
             raise ConfigError(f"{', '.join(used)}: EMT-DLFR's option(s), not {args.model}'s (drop them, or use --model emt-dlfr)")
     updates = parse_set_pairs(args.set)
     flag_fields = {
-        "bert": args.bert, "fusion": args.fusion, "device": args.device, "amp": args.amp,
+        "bert": args.bert, "fusion": args.fusion, "device": args.device, "amp": args.amp, "tf32": args.tf32,
         "key_eval": args.key_eval, "max_epochs": args.max_epochs,
         "train_missing_protocol": args.train_protocol, "checkpoint_every_epoch": args.checkpoint_every_epoch,
     }
@@ -192,6 +194,15 @@ def describe_command(cfg) -> dict:
     return {"model": cfg.MODEL, "dataset": cfg.dataset, **spec.describe(model)}
 
 
+def log_device(cfg) -> None:
+    """Say where the cells run (and refuse a CUDA device that is not there) before the data is read."""
+    from utils.device import describe_device, resolve_device
+
+    device = resolve_device(cfg.device)
+    how = "chosen by --device auto" if cfg.device == "auto" else "as asked"
+    log.info("device: %s (%s)%s", describe_device(device), how, ", bf16 autocast" if cfg.amp else "")
+
+
 def load_data(cfg, args):
     from data.load_data import MMSADataset, find_empty_modalities, load_mmsa
     from data.paths import is_official_layout, resolve_data_path
@@ -244,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep.run_workers(sweep.worker_commands(argv, devices), out_dir, todo, progress=not args.no_progress)
         print_summary(aggregate(out_dir, cfg, grid, args.seeds, fingerprint))
         return 0
+    log_device(cfg)
     data, data_path = load_data(cfg, args)
     if args.load_reference_checkpoint:
         from trains.experiment import evaluate_reference_checkpoint

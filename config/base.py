@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ REFERENCE_TRAIN_SEEDS = (111, 1111, 11111)
 #: Sweep grids of run_once.py (reference §1): 0.0..1.0 for MOSI/MOSEI, 0.0..0.5 for SIMS.
 FULL_RATE_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 SIMS_RATE_GRID = tuple(round(0.1 * i, 1) for i in range(6))
+
+#: The device strings a config accepts.
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 #: Names of the models run.py trains (``--model``), in the order of the paper's tables.
@@ -110,7 +114,11 @@ class ExperimentConfig:
     num_workers: int = 0
 
     # --- run-time ------------------------------------------------------------------------------
-    device: str = "cpu"
+    #: "auto" (the first CUDA device, else the CPU), "cpu", "cuda" or "cuda:N" (utils/device.py).
+    device: str = "auto"
+    #: TF32 for float32 matmuls and cuDNN on GPUs, as torch 1.7 (the authors') did by default; False = full
+    #: float32 (utils/device.py). No effect on a CPU.
+    tf32: bool = True
     #: None (fp32, reference) or "bf16" autocast on GPUs.
     amp: Optional[str] = None
     deterministic: bool = False
@@ -293,6 +301,12 @@ def parse_set_pairs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def check_device_spec(spec: str) -> None:
+    """Refuse a device string other than auto, cpu, cuda, cuda:N (resolved by utils.device.resolve_device)."""
+    if not DEVICE_PATTERN.match(str(spec)):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+
+
 def validate(cfg: ExperimentConfig) -> None:
     """Range checks that no type annotation expresses: the shared fields here, the model's in ``check_model``."""
     for name in ("batch_size", "update_epochs", "early_stop"):
@@ -311,6 +325,7 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"train_missing_protocol must be 'static' or 'lnln', got {cfg.train_missing_protocol!r}"
         )
+    check_device_spec(cfg.device)
     if cfg.amp not in (None, "bf16"):
         raise ConfigError(f"amp must be None or 'bf16', got {cfg.amp!r}")
     if cfg.metric_set not in ("mosi", "sims"):

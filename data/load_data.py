@@ -343,12 +343,15 @@ def build_loaders(
     batch_size: int,
     seed: int,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> dict[str, DataLoader]:
     """One shuffling DataLoader per split (default collate), each with its own seeded ``torch.Generator``.
 
     The reference shuffles valid and test too (harmless for the metrics); its order came from the global
     torch seed, here from ``loader.generator``, seeded by :func:`loader_seed` so the same seed gives the
-    same order. Workers are not persistent, so :meth:`MMSADataset.set_epoch` reaches them.
+    same order. Workers are not persistent, so :meth:`MMSADataset.set_epoch` reaches them. ``pin_memory``
+    (for CUDA training) puts batches in page-locked memory, so that ``non_blocking`` copies to the GPU are
+    asynchronous.
     """
     if not (_is_integer(batch_size) and batch_size >= 1):
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -366,6 +369,7 @@ def build_loaders(
             shuffle=True,
             num_workers=int(num_workers),
             generator=generator,
+            pin_memory=pin_memory,
         )
     return loaders
 

@@ -14,6 +14,15 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request, monkeypatch):
+    """Tests not marked ``cuda`` run on the CPU even where a GPU is visible: ``--device auto`` would pick it,
+    and these tests assert results that are bit-exact only on the CPU. Subprocesses see no GPU either."""
+    if request.node.get_closest_marker("cuda") is None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep the SHA-1 cache of every test out of the user's ~/.cache."""
     monkeypatch.setenv("EMT_DLFR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "sha1-cache"))

@@ -23,6 +23,7 @@ from models.text_encoder import CONFIG_FILE, MINILM_SPEC, RANDOM_PREFIX
 from trains.compile import maybe_compile
 from trains.registry import model_spec
 from trains.trainer import Trainer
+from utils.device import resolve_device, set_tf32
 from utils.errors import ConfigError
 from utils.io import atomic_torch_save
 from utils.seed import setup_seed
@@ -139,10 +140,12 @@ def run_cell(
     """
     start = time.time()
     datasets = build_datasets(cfg, data, data_path, rates)
+    device = resolve_device(cfg.device)
     setup_seed(seed, cfg.deterministic)
+    set_tf32(cfg.tf32)
     model = model_for(cfg, datasets)
-    loaders = build_loaders(datasets, cfg.batch_size, seed, cfg.num_workers)
-    trainer = Trainer(cfg, model, cfg.device, progress=progress)
+    loaders = build_loaders(datasets, cfg.batch_size, seed, cfg.num_workers, pin_memory=device.type == "cuda")
+    trainer = Trainer(cfg, model, device, progress=progress)
     checkpoint = None
     if cfg.checkpoint_every_epoch and work_dir is not None:
         checkpoint = Path(work_dir) / "train_state.pt"
@@ -169,10 +172,13 @@ def run_cell(
 def evaluate_reference_checkpoint(cfg: ExperimentConfig, data, data_path: Path, rates: tuple[float, float, float],
                                   checkpoint: Path, progress: bool = True) -> dict:
     """Test a checkpoint saved by the authors' implementation at ``rates``, without training."""
+    device = resolve_device(cfg.device)
     setup_seed(0, cfg.deterministic)  # the loader order and, with --deterministic, the GPU flags
+    set_tf32(cfg.tf32)
     datasets = build_datasets(cfg, data, data_path, rates)
     model = model_for(cfg, datasets)
     report = load_reference_checkpoint(model, checkpoint, cfg.MODEL)
     log.info("loaded reference checkpoint %s: %s", checkpoint, report)
-    loaders = build_loaders(datasets, cfg.batch_size, seed=0, num_workers=cfg.num_workers)
-    return Trainer(cfg, model, cfg.device, progress=progress).evaluate(loaders["test"], desc="test")
+    loaders = build_loaders(datasets, cfg.batch_size, seed=0, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda")
+    return Trainer(cfg, model, device, progress=progress).evaluate(loaders["test"], desc="test")

@@ -27,7 +27,6 @@ trainers for theirs): the model's objective, optimiser and inputs come from its 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from utils.results import RUNTIME_FIELDS
 from utils.errors import CheckpointError, ConfigError, TrainingDivergedError
 from utils.io import atomic_torch_save
 from utils.metrics import eval_regression
+from utils.device import resolve_device, use_device
 from utils.seed import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,12 @@ def to_device(batch: dict, device: torch.device) -> dict:
 def forward_batch(model: nn.Module, batch: dict) -> dict:
     """The model's forward on the batch keys it names in ``INPUTS``, in order."""
     return model(*(batch[key] for key in model.INPUTS))
+
+
+def cpu_state_dict(model: nn.Module) -> dict:
+    """A copy of the model's state on the CPU: a kept best state holds no GPU memory, and a model saved from
+    it loads on any machine."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
 def is_better(key: str, value: float, best: Optional[float]) -> bool:
@@ -108,9 +114,12 @@ class FitResult:
 class Trainer:
     """Trains one model on one set of loaders; see the module docstring for the loop."""
 
-    def __init__(self, cfg: ExperimentConfig, model: nn.Module, device: torch.device | str = "cpu", progress: bool = True):
+    def __init__(self, cfg: ExperimentConfig, model: nn.Module, device: torch.device | str | None = None,
+                 progress: bool = True):
+        """``device``: a torch device or a config device string (default ``cfg.device``; ``auto`` resolved)."""
         self.cfg = cfg
-        self.device = torch.device(device)
+        self.device = device if isinstance(device, torch.device) else resolve_device(device or cfg.device)
+        use_device(self.device)
         self.model = model.to(self.device)
         spec = model_spec(cfg)
         self.objective = spec.objective
@@ -192,7 +201,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "best": best,
             "history": history,
-            "rng": capture_rng_state(),
+            "rng": capture_rng_state(self.device),
             "loader_rng": {name: loader.generator.get_state() for name, loader in loaders.items()
                            if getattr(loader, "generator", None) is not None},
         }
@@ -216,7 +225,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], self.device)
         for name, gen_state in state["loader_rng"].items():
             loaders[name].generator.set_state(gen_state)
         return state["epoch"], state["best"], state["history"]
@@ -253,7 +262,7 @@ class Trainer:
                     "value": value,
                     "epoch": epoch,
                     "valid": valid_res,
-                    "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                    "state": cpu_state_dict(self.model),
                 }
             history.append({"epoch": epoch, "train": train_res, "valid": valid_res, "improved": improved})
             epoch_log.info(
@@ -266,7 +275,7 @@ class Trainer:
                 atomic_torch_save(checkpoint_path, self._state(epoch, best, history, loaders))
         bar.close()
         if best["state"] is None:
-            best["state"] = copy.deepcopy(self.model.state_dict())
+            best["state"] = cpu_state_dict(self.model)
         return FitResult(best["state"], best["epoch"], epoch, best["valid"], history)
 
 

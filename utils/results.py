@@ -39,7 +39,7 @@ from utils.metrics import MEAN_DECIMALS, auilc_row, trapezoid_areas
 #: Config fields that change how fast a run goes, or what it checks, but not what it computes; left out of
 #: the fingerprint (``text_hidden_size`` only refuses an encoder, so results made without it stay valid;
 #: ``fast_path`` changes the implementation, not the computation).
-RUNTIME_FIELDS = ("device", "num_workers", "checkpoint_every_epoch", "text_hidden_size", "fast_path")
+RUNTIME_FIELDS = ("device", "tf32", "num_workers", "checkpoint_every_epoch", "text_hidden_size", "fast_path")
 #: Decimals of the x100 means in the CSVs (the reference rounds to 2).
 CSV_DECIMALS = MEAN_DECIMALS
 
