@@ -13,6 +13,7 @@ import pytest
 
 import run
 from trains import experiment, sweep
+from utils.errors import ConfigError
 from utils.report import make_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,15 +114,33 @@ def test_other_config_into_same_out_is_refused(reference_sweep, tiny_root):
 
 def test_gpu_worker_plan():
     assert sweep.parse_devices("0,2") == ["cuda:0", "cuda:2"]
-    cmds = sweep.worker_commands(["--dataset", "mosi", "--gpus", "0,2", "--sweep", "--device=cpu"], ["cuda:0", "cuda:2"])
-    assert len(cmds) == 2
-    for k, cmd in enumerate(cmds):
+    argv = ["--dataset", "mosi", "--gpus", "0,2", "--sweep", "--device=cpu"]
+    workers = sweep.worker_commands(argv, ["cuda:0", "cuda:2"], environ={"PATH": "/bin"})
+    assert len(workers) == 2
+    for k, worker in enumerate(workers):
+        cmd = worker.command
         assert "--gpus" not in cmd and "--device=cpu" not in cmd
-        assert cmd[cmd.index("--device") + 1] == ["cuda:0", "cuda:2"][k]
+        # each worker sees its own GPU only, as its device cuda (= cuda:0 inside the worker)
+        assert cmd[cmd.index("--device") + 1] == "cuda"
+        assert worker.env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": ["0", "2"][k]}
+        assert worker.device == ["cuda:0", "cuda:2"][k]
         assert cmd[cmd.index("--shard") + 1] == f"{k}/2"
     cells = sweep.all_cells([(0.0,) * 3, (0.5,) * 3], [1, 2, 3])
     shards = [sweep.select_shard(cells, (k, 2)) for k in range(2)]
     assert sorted(shards[0] + shards[1]) == sorted(cells) and not set(shards[0]) & set(shards[1])
+
+
+def test_workers_pack_on_one_gpu_and_follow_the_parents_visible_gpus():
+    packed = sweep.worker_commands(["--sweep"], sweep.parse_devices("0,0,0,0"), environ={})
+    assert [w.env["CUDA_VISIBLE_DEVICES"] for w in packed] == ["0"] * 4
+    assert [w.command[w.command.index("--shard") + 1] for w in packed] == ["0/4", "1/4", "2/4", "3/4"]
+    # indices count within the parent's CUDA_VISIBLE_DEVICES, as torch's cuda:N would
+    mapped = sweep.worker_commands(["--sweep"], ["cuda:1", "cuda:0"], environ={"CUDA_VISIBLE_DEVICES": "4,6"})
+    assert [w.env["CUDA_VISIBLE_DEVICES"] for w in mapped] == ["6", "4"]
+    with pytest.raises(ConfigError, match="only 2 GPU"):
+        sweep.worker_commands(["--sweep"], ["cuda:2"], environ={"CUDA_VISIBLE_DEVICES": "4,6"})
+    cpu = sweep.worker_commands(["--sweep"], ["cpu", "cpu"], environ={"CUDA_VISIBLE_DEVICES": "1"})
+    assert all(w.env == {"CUDA_VISIBLE_DEVICES": "1"} and w.command[w.command.index("--device") + 1] == "cpu" for w in cpu)
 
 
 def test_parallel_workers_match_sequential(reference_sweep, tiny_root, tmp_path):

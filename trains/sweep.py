@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -27,6 +29,8 @@ from utils.results import aggregate, prepare_out_dir, rate_tag, read_cell, write
 log = logging.getLogger(__name__)
 
 Rates = tuple[float, float, float]
+
+CUDA_VISIBLE = "CUDA_VISIBLE_DEVICES"
 
 
 class SweepWorkerError(UserError):
@@ -118,15 +122,44 @@ def parse_devices(text: str) -> list[str]:
     return devices
 
 
-def worker_commands(argv: list[str], devices: list[str]) -> list[list[str]]:
-    """One ``run.py`` command per device, each running every N-th cell of the sweep on its device."""
+@dataclass(frozen=True)
+class Worker:
+    """One worker process of a multi-device sweep: its command, its environment and the device it was given."""
+
+    command: list[str]
+    env: dict[str, str]
+    device: str
+
+
+def worker_env(device: str, environ: Optional[dict[str, str]] = None) -> tuple[dict[str, str], str]:
+    """(environment, ``--device`` value) of a worker on ``device``.
+
+    A worker on ``cuda:N`` sees that GPU only (``CUDA_VISIBLE_DEVICES``, mapped through the parent's own
+    ``CUDA_VISIBLE_DEVICES`` when set) and runs on ``cuda``: its current device, memory figures and
+    synchronisation all refer to its GPU. Several workers may share one GPU (``--gpus 0,0``).
+    """
+    env = dict(os.environ if environ is None else environ)
+    index = device.partition(":")[2]
+    if not device.startswith("cuda") or not index:
+        return env, device
+    visible = [d.strip() for d in env.get(CUDA_VISIBLE, "").split(",") if d.strip()]
+    if visible and int(index) >= len(visible):
+        raise ConfigError(f"--gpus {index}: {CUDA_VISIBLE}={env[CUDA_VISIBLE]} makes only {len(visible)} GPU(s) visible")
+    env[CUDA_VISIBLE] = visible[int(index)] if visible else index
+    return env, "cuda"
+
+
+def worker_commands(argv: list[str], devices: list[str], environ: Optional[dict[str, str]] = None) -> list[Worker]:
+    """One ``run.py`` worker per device, each running every N-th cell of the sweep on its device."""
     base = _strip_options(argv, {"--gpus": 1, "--device": 1, "--shard": 1})
     run_py = str(Path(__file__).resolve().parent.parent / "run.py")
-    return [
-        [sys.executable, run_py, *base, "--device", device, "--shard", f"{k}/{len(devices)}",
-         "--no-progress", "--no-aggregate"]
-        for k, device in enumerate(devices)
-    ]
+    workers = []
+    for k, device in enumerate(devices):
+        env, device_arg = worker_env(device, environ)
+        command = [sys.executable, run_py, *base, "--device", device_arg, "--shard", f"{k}/{len(devices)}",
+                   "--no-progress", "--no-aggregate"]
+        workers.append(Worker(command, env, device))
+    return workers
 
 
 def _strip_options(argv: list[str], options: dict[str, int]) -> list[str]:
@@ -143,12 +176,12 @@ def _strip_options(argv: list[str], options: dict[str, int]) -> list[str]:
     return out
 
 
-def run_workers(commands: list[list[str]], out_dir: Path, total_todo: int, progress: bool = True,
+def run_workers(workers: list[Worker], out_dir: Path, total_todo: int, progress: bool = True,
                 poll_seconds: float = 2.0) -> None:
     """Start the worker processes, show one progress bar over the cells they finish, wait for all."""
     out_dir = Path(out_dir)
     before = set(out_dir.glob("cells/*/*.json"))
-    procs = [subprocess.Popen(cmd) for cmd in commands]
+    procs = [subprocess.Popen(worker.command, env=worker.env) for worker in workers]
     with tqdm(total=total_todo, desc="cells", disable=not progress) as bar:
         while any(p.poll() is None for p in procs):
             time.sleep(poll_seconds)
@@ -156,10 +189,10 @@ def run_workers(commands: list[list[str]], out_dir: Path, total_todo: int, progr
             bar.refresh()
         bar.n = min(total_todo, len(set(out_dir.glob("cells/*/*.json")) - before))
         bar.refresh()
-    failed = [(cmd, p.returncode) for cmd, p in zip(commands, procs) if p.returncode != 0]
+    failed = [(worker.device, p.returncode) for worker, p in zip(workers, procs) if p.returncode != 0]
     if failed:
         raise SweepWorkerError(
-            "; ".join(f"worker on {cmd[cmd.index('--device') + 1]} exited with status {code}" for cmd, code in failed)
+            "; ".join(f"worker on {device} exited with status {code}" for device, code in failed)
             + " (finished cells are saved: rerun the same command to redo the rest)"
         )
 
