@@ -104,3 +104,22 @@ def test_ablation_switches_drop_their_terms(attraction, reconstruction):
     assert ("rec_text" in terms) == reconstruction
     if not attraction and not reconstruction:
         assert torch.equal(terms["total"], terms["task_m"])
+
+
+def test_every_term_is_float32_under_bf16_autocast():
+    """bf16 model outputs: each term equals the float32 loss of the widened outputs against the float32 labels
+    and targets (in bf16 a label of 2.6 would be 2.594 and an audio target lose its low bits)."""
+    batch, out = fake_batch_and_output()
+    batch["labels"]["M"][0, 0] = 2.6
+    out_bf16 = {k: v.to(torch.bfloat16) for k, v in out.items()}
+    widened = {k: v.float() for k, v in out_bf16.items()}
+    cfg = get_config("mosi")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = dlfr_loss(out_bf16, batch, cfg)
+    expected = dlfr_loss(widened, batch, cfg)
+    assert all(term.dtype == torch.float32 for term in terms.values())
+    for name, term in terms.items():
+        assert torch.equal(term, expected[name]), name
+    label = batch["labels"]["M"].view(-1)
+    assert torch.equal(terms["task_m"], (widened["pred_m"].view(-1) - label).abs().mean())
+    assert label[0] == torch.tensor(2.6) != label[0].to(torch.bfloat16).float()  # what a bf16 label would lose

@@ -11,6 +11,9 @@
   Text targets are the complete view's detached BERT states at positions 1.., audio/vision targets the
   raw complete features truncated to the batch's longest clip.
 
+Every term is computed in float32, also under bf16 autocast: the model's bf16 outputs are widened, and the
+labels and reconstruction targets keep their float32 values (in bf16 a label of 2.6 would be 2.594).
+
 Ablations: ``use_attraction=False`` drops the whole λ_att bracket (EMT-LLFR), ``use_reconstruction=False``
 the λ_rec term (EMT-HLFR), both leave the incomplete-view task loss alone (EMT).
 """
@@ -30,7 +33,7 @@ ATTRACTION_KEYS = ("gmc", "text", "audio", "video")
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """-cos(p, z) along the feature dimension, averaged over the batch. ``z`` must already be detached."""
-    return -F.cosine_similarity(p, z, dim=-1).mean()
+    return -F.cosine_similarity(p.float(), z.float(), dim=-1).mean()
 
 
 def attraction_loss(p_m: torch.Tensor, z: torch.Tensor, p: torch.Tensor, z_m: torch.Tensor) -> torch.Tensor:
@@ -43,7 +46,8 @@ def masked_recon_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 
     pred, target: (B, T, C); mask: (B, T), 1 where the position is valid but was dropped.
     """
-    mask = mask.to(pred.dtype).unsqueeze(-1).expand_as(pred)  # (B, T, C)
+    pred, target = pred.float(), target.float()
+    mask = mask.float().unsqueeze(-1).expand_as(pred)  # (B, T, C)
     loss_sum = F.smooth_l1_loss(pred * mask, target * mask, reduction="sum", beta=1.0)
     return loss_sum / (mask.sum() + RECON_EPS)
 
@@ -72,13 +76,19 @@ def reconstruction_targets(out: dict, batch: dict) -> dict[str, tuple[torch.Tens
 def dlfr_loss(out: dict, batch: dict, cfg: Config) -> dict[str, torch.Tensor]:
     """All loss terms of one batch; ``"total"`` is the objective that is back-propagated.
 
-    out: the model's output dict; batch: the collated data batch (labels["M"] of shape (B, 1)).
+    out: the model's output dict; batch: the collated data batch (labels["M"] of shape (B, 1)). Every term is
+    float32, whatever the outputs' dtype and whether or not autocast is on.
     """
-    label = batch["labels"]["M"].to(out["pred_m"].dtype).view(-1)  # (B,)
-    terms: dict[str, torch.Tensor] = {"task_m": F.l1_loss(out["pred_m"].view(-1), label)}
+    with torch.autocast(out["pred_m"].device.type, enabled=False):
+        return _float32_terms(out, batch, cfg)
+
+
+def _float32_terms(out: dict, batch: dict, cfg: Config) -> dict[str, torch.Tensor]:
+    label = batch["labels"]["M"].float().view(-1)  # (B,)
+    terms: dict[str, torch.Tensor] = {"task_m": F.l1_loss(out["pred_m"].float().view(-1), label)}
     total = terms["task_m"]
     if cfg.use_attraction:
-        terms["task_c"] = F.l1_loss(out["pred"].view(-1), label)
+        terms["task_c"] = F.l1_loss(out["pred"].float().view(-1), label)
         attraction = terms["task_c"]
         for key in ATTRACTION_KEYS:
             term = attraction_loss(out[f"p_{key}_m"], out[f"z_{key}"], out[f"p_{key}"], out[f"z_{key}_m"])
@@ -88,7 +98,7 @@ def dlfr_loss(out: dict, batch: dict, cfg: Config) -> dict[str, torch.Tensor]:
     if cfg.use_reconstruction:
         recon = 0.0
         for key, (pred, target, mask) in reconstruction_targets(out, batch).items():
-            term = masked_recon_loss(pred, target.to(pred.dtype), mask)
+            term = masked_recon_loss(pred, target, mask)
             terms[f"rec_{key}"] = term
             recon = recon + term
         total = total + cfg.loss_recon_weight * recon
