@@ -76,7 +76,7 @@ class _DropoutAttention(torch.autograd.Function):
         tq = q.shape[1]
         key = (seed, q.dtype, q.device, tq, padded_queries_unused, tuple((len(rows), ext) for rows, ext in chunks))
         draws = _PENDING_DRAWS.get(key)
-        generator = None if draws is not None else torch.Generator(device=q.device).manual_seed(seed)
+        generator = None if draws is not None else torch.Generator().manual_seed(seed)  # CPU, as the draws
         masks = []
         out = torch.zeros_like(q) if padded_queries_unused else torch.empty_like(q)
         for i, (rows, ext) in enumerate(chunks):
@@ -146,12 +146,15 @@ def dropout_attention(
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(d), invalid keys at -finfo.max) -> dropout(p) -> @ v.
 
+    CPU tensors only (its keep-masks are drawn by a CPU generator; on a GPU SDPA has fused dropout).
     q (B, h, Tq, d), k / v (B, h, Tk, d); ``key_mask`` (B, Tk) bool, True = valid, at least one valid key
     per clip (or None: all valid); ``seed`` seeds the dropout draws. Clips are processed in order of their
     last valid key, so that chunks of similar clips can skip the keys that none of them can see.
     ``padded_queries_unused``: self-attention (queries = keys) whose caller reads only the valid query rows;
     the rows past a clip's last valid key are then skipped (zeros).
     """
+    if q.device.type != "cpu":
+        raise ValueError(f"dropout_attention is a CPU kernel, got tensors on {q.device} (use SDPA there)")
     batch, heads, tq, dim = q.shape
     tk = k.shape[2]
     if key_mask is None:

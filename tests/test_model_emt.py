@@ -112,6 +112,13 @@ def test_dropout_attention_is_softmax_dropout_matmul():
     assert not torch.equal(out, dropout_attention(q, k, v, None, p, seed + 1))
 
 
+def test_dropout_attention_refuses_tensors_off_the_cpu():
+    # its keep-masks come from a CPU generator: another device is one clear error, not a device mismatch
+    q = torch.empty(1, HEADS, 3, 4, device="meta")
+    with pytest.raises(ValueError, match="CPU kernel.*meta"):
+        dropout_attention(q, q, q, None, 0.3, 7)
+
+
 def test_recomputation_reuses_the_dropout_draws(monkeypatch):
     drawn = []
     draw = dropout_attention_module._draw
