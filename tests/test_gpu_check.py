@@ -1,0 +1,61 @@
+"""bench/gpu_check.sh's CPU dry run (the tiny preset), exactly as a user types it, and the step benchmark's
+flags reaching every mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import gpu_check
+from bench import train_step_speed as step_bench
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    out = tmp_path / "record.json"
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "--device", "cpu", "--out", str(out), "--work", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert all(stage["status"] == "ok" for stage in record["stages"].values()), record["stages"]
+    assert "skipped" in record["cuda_tier"]["summary"] and "failed" not in record["cuda_tier"]["summary"]
+    assert set(record["steps"]) == {"fast", "plain", "fast bf16", "fast deterministic"}
+    assert record["steps"]["fast bf16"]["amp"] == "bf16" and record["steps"]["fast deterministic"]["deterministic"]
+    assert all(step["median_s"] > 0 and step["device"] == "cpu" for step in record["steps"].values())
+    assert set(record["packed_step_s"]) == {"1", "2"}
+    assert record["cell"]["epochs"] >= 1 and record["cell"]["seconds"] > 0
+    # ceil(33 / k) rounds of one cell, each slowed by the packed step time
+    packed, cell = record["packed_step_s"], record["cell"]["seconds"]
+    assert record["sweep_estimate_s"]["1"] == pytest.approx(33 * cell, rel=1e-3)
+    assert record["sweep_estimate_s"]["2"] == pytest.approx(17 * cell * packed["2"] / packed["1"], rel=1e-2)
+    assert "full MOSI sweep (33 cells), 2 cell(s) per GPU" in done.stdout
+
+
+def test_sweep_estimate_rounds():
+    assert gpu_check.sweep_estimate(60.0, {1: 0.1, 2: 0.15, 4: 0.3}) == {1: 33 * 60.0, 2: 17 * 90.0, 4: 9 * 180.0}
+    assert gpu_check.sweep_estimate(None, {1: 0.1}) == {}
+
+
+def test_step_benchmark_passes_device_flags_to_every_measurement():
+    args = step_bench.build_parser().parse_args(["--device", "cuda:1", "--amp", "bf16", "--deterministic",
+                                                 "--shapes", "tiny", "--threads", "3"])
+    commands = step_bench.default_run_commands(args)
+    assert {c[0] for c in commands} == {"--check", "--variant", "--interleave"}
+    for command in commands:
+        parsed = step_bench.build_parser().parse_args(command)
+        assert (parsed.device, parsed.amp, parsed.deterministic, parsed.shapes, parsed.threads) == (
+            "cuda:1", "bf16", True, "tiny", 3)
+    with pytest.raises(SystemExit):
+        step_bench.main(["--breakdown", "--device", "cpu"])  # one variant only: refused, not measured on the CPU
+
+
+def test_step_benchmark_modes_run_with_the_settings():
+    settings = step_bench.Settings(device="cpu", amp="bf16", shapes="tiny")
+    check = step_bench.same_results(2, settings)
+    assert check["amp"] == "bf16" and check["shapes"] == "tiny" and check["max_abs_output_diff"] < 1.0
+    both = step_bench.interleaved(2, repeats=1, warmup=0, settings=settings)
+    assert both["amp"] == "bf16" and both["fast_median_s"] > 0 and both["plain_median_s"] > 0
