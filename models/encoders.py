@@ -5,6 +5,10 @@ is the last layer's final hidden state h_n -> dropout -> ``linear_1``; its local
 per-step output over the batch's longest clip -> the same ``linear_1``. ``linear_1`` is an Identity when
 the LSTM width already equals the output width (MOSEI and SIMS), so those configs have no weights there.
 Unlike the reference (which squeezes h_n), a batch of one clip works.
+
+The LSTM always runs in float32, outside autocast: CUDA autocast would run cuDNN's LSTM in float16 (not
+bf16) with no gradient scaler under ``--amp bf16``, and these LSTMs are tiny. ``linear_1`` follows the
+caller's autocast. The lengths may be on the CPU, where packing needs them: then no copy back from the GPU.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ class AuViSubNet(nn.Module):
         self.linear_1 = nn.Identity() if hidden_size == out_size else nn.Linear(hidden_size, out_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        steps, (h_n, _) = self.rnn(packed)
-        seq, _ = pad_packed_sequence(steps, batch_first=True)  # (B, T_batchmax, hidden)
+        with torch.autocast(x.device.type, enabled=False):
+            packed = pack_padded_sequence(x.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+            steps, (h_n, _) = self.rnn(packed)
+            seq, _ = pad_packed_sequence(steps, batch_first=True)  # (B, T_batchmax, hidden), float32
         utterance = self.linear_1(self.dropout(h_n[-1]))  # (B, out)
         return utterance, self.linear_1(seq)  # (B, out), (B, T_batchmax, out)

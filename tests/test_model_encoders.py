@@ -50,3 +50,20 @@ def test_batch_of_one_clip_works():
     assert utt.shape == (1, 4) and seq.shape == (1, 4, 4)
     (utt.sum() + seq.sum()).backward()
     assert net.rnn.weight_ih_l0.grad is not None
+
+
+def test_lstm_runs_in_float32_outside_autocast():
+    """Under bf16 autocast the LSTM sees float32 inputs with autocast off (CUDA autocast would run cuDNN's
+    LSTM in float16); the linear layer after it follows autocast."""
+    torch.manual_seed(0)
+    net = AuViSubNet(5, 8, 4)
+    seen = []
+    net.rnn.register_forward_pre_hook(
+        lambda module, args: seen.append((torch.is_autocast_enabled("cpu"), args[0].data.dtype)))
+    x = torch.randn(3, 6, 5).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        utterance, sequence = net(x, torch.tensor([6, 2, 4]))
+    assert seen == [(False, torch.float32)]
+    assert utterance.dtype == sequence.dtype == torch.bfloat16  # linear_1 under autocast
+    reference_utt, reference_seq = net(x.float(), torch.tensor([6, 2, 4]))
+    assert torch.allclose(utterance.float(), reference_utt, atol=0.05)
