@@ -35,7 +35,8 @@ class AuViSubNet(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(x.device.type, enabled=False):
-            packed = pack_padded_sequence(x.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+            x = x.to(self.rnn.weight_ih_l0.dtype)  # float32 (float64 in float64 tests), never autocast's dtype
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             steps, (h_n, _) = self.rnn(packed)
             seq, _ = pad_packed_sequence(steps, batch_first=True)  # (B, T_batchmax, hidden), float32
         utterance = self.linear_1(self.dropout(h_n[-1]))  # (B, out)
