@@ -57,7 +57,7 @@ from models.emt_dlfr import read_positions  # noqa: E402
 from models.text_encoder import load_text_encoder  # noqa: E402
 from trains.losses import dlfr_loss  # noqa: E402
 from trains.optim import build_optimizer  # noqa: E402
-from trains.trainer import autocast_context  # noqa: E402
+from trains.trainer import autocast_context, to_device  # noqa: E402
 from utils.device import describe_device, resolve_device, set_tf32  # noqa: E402
 from utils.seed import setup_seed  # noqa: E402
 
@@ -158,12 +158,8 @@ def build(variant: str, settings: Settings):
 
 
 def bench_batch(batch_size: int, settings: Settings) -> dict:
-    """The benchmark batch on the settings' device."""
+    """The benchmark batch on the settings' device, placed as the trainer places it (lengths on the host)."""
     return to_device(make_batch(batch_size, shapes=SHAPES[settings.shapes]), resolve_device(settings.device))
-
-
-def to_device(batch: dict, device) -> dict:
-    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 
 def sync(device: str) -> None:
@@ -305,7 +301,8 @@ def breakdown(variant: str, batch_size: int, repeats: int, settings: Settings = 
     gmc = torch.randn(n, 3, d, device=device, requires_grad=True)
     lengths = (shapes.text_len - 1, int(a_len.max()), int(v_len.max()))
     locals_ = [torch.randn(n, t, d, device=device, requires_grad=True) for t in lengths]
-    masks = [torch.arange(x.shape[1], device=device)[None] < l[:, None] for x, l in zip(locals_, (t_len, a_len, v_len))]
+    masks = [torch.arange(x.shape[1], device=device)[None] < n.to(device)[:, None]
+             for x, n in zip(locals_, (t_len, a_len, v_len))]
     autocast = lambda: autocast_context(cfg, device)  # noqa: E731
 
     def bert():

@@ -23,7 +23,8 @@ query with no valid key at all gets a uniform distribution over its keys instead
 ``Attention.explicit_softmax = True`` (see :func:`set_explicit_attention`) selects the reference's
 explicit masked_fill -> softmax -> dropout -> matmul, used to test the fast path. PyTorch's fused CPU
 kernel has no dropout, so attention dropout in training on a CPU runs
-:func:`models.dropout_attention.dropout_attention` instead of SDPA's memory-hungry math fallback.
+:func:`models.dropout_attention.dropout_attention` instead of SDPA's memory-hungry math fallback
+(:func:`set_lean_dropout` switches that off: SDPA with dropout, the branch GPUs take).
 With ``EMT.packed`` (set by the model's fast path) the layers run on the valid local tokens only
 (:mod:`models.ragged`); :class:`Attention` unpacks them to (B, h, T, d) for the attention alone. With
 ``EMT.recompute`` (also set by the fast path) training keeps no CST activations: they are
@@ -106,6 +107,9 @@ class Attention(nn.Module):
         self.to_kv = nn.Linear(dim, 2 * dim, bias=False)
         self.to_out = nn.Linear(dim, dim)
         self.explicit_softmax = False
+        #: Attention dropout on a CPU runs the lean kernel (True) or SDPA's math fallback (False); on other
+        #: devices SDPA always (see :func:`set_lean_dropout`).
+        self.lean_dropout = True
 
     def forward(self, x: torch.Tensor, context=None, key_mask=None, layout: Optional[Ragged] = None) -> torch.Tensor:
         """x (B, Tq, D) attends to context (B, Tk, D) (default: x itself) whose valid keys are ``key_mask`` (B, Tk).
@@ -143,13 +147,13 @@ class Attention(nn.Module):
 
     def _fused(self, q, k, v, key_mask, dropout: float, padded_queries_unused: bool = False) -> torch.Tensor:
         if key_mask is not None:
+            # The reference's constant -max logits give a clip without valid keys a uniform distribution and no
+            # gradient to q or k: zero logits over all its keys do the same here. Applied to every clip (a no-op
+            # where keys exist), so that no host read decides whether any clip lacks keys.
             has_key = key_mask.any(dim=-1)  # (B,)
-            if not bool(has_key.all()):
-                # The reference's constant -max logits give a clip without valid keys a uniform distribution
-                # and no gradient to q or k: zero logits over all its keys do the same here.
-                q = q * rearrange(has_key, "b -> b 1 1 1").to(q.dtype)
-                key_mask = key_mask | ~has_key[:, None]
-        if dropout > 0 and q.device.type == "cpu":
+            q = q * rearrange(has_key, "b -> b 1 1 1").to(q.dtype)
+            key_mask = key_mask | ~has_key[:, None]
+        if dropout > 0 and self.lean_dropout and q.device.type == "cpu":
             return dropout_attention(q, k, v, key_mask, dropout, draw_seed(), padded_queries_unused)
         bias = None if key_mask is None else key_padding_bias(key_mask, q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
@@ -415,6 +419,14 @@ class EMT(nn.Module):
             gmc = rearrange(pooled, "b (n d) -> b n d", n=NUM_MODALITIES)
             locals_ = new_locals
         return gmc, locals_
+
+
+def set_lean_dropout(module: nn.Module, enabled: bool) -> None:
+    """Attention dropout on a CPU in every :class:`Attention` inside ``module``: the lean kernel (True, the
+    default) or SDPA's own dropout (False, the branch every GPU run takes; tests drive it on the CPU)."""
+    for sub in module.modules():
+        if isinstance(sub, Attention):
+            sub.lean_dropout = enabled
 
 
 def set_explicit_attention(module: nn.Module, enabled: bool) -> None:

@@ -144,11 +144,13 @@ class EMTDLFR(nn.Module):
                 return packed_hidden_states(self.text_model, ids, mask, segments)
             return self.text_model(input_ids=ids, attention_mask=mask, token_type_ids=segments).last_hidden_state
 
-    def _encode(self, text, audio, audio_lengths, vision, vision_lengths, text_lengths) -> dict:
-        """Encoders, projections and fusion for N clips (one view, or both views stacked)."""
+    def _encode(self, text, audio, audio_lengths, vision, vision_lengths, text_lengths, host_lengths) -> dict:
+        """Encoders, projections and fusion for N clips (one view, or both views stacked).
+
+        ``host_lengths``: (audio, vision) lengths as given (the LSTMs pack by them on the host)."""
         hidden = self._text_hidden(text)  # (N, L, H)
-        audio_utt, audio_seq = self.audio_model(audio, audio_lengths)  # (N, a_out), (N, T_a', a_out)
-        video_utt, video_seq = self.video_model(vision, vision_lengths)  # (N, v_out), (N, T_v', v_out)
+        audio_utt, audio_seq = self.audio_model(audio, host_lengths[0])  # (N, a_out), (N, T_a', a_out)
+        video_utt, video_seq = self.video_model(vision, host_lengths[1])  # (N, v_out), (N, T_v', v_out)
         text_tokens = self.proj_text(hidden)  # (N, L, D): [CLS] -> global token, the rest -> locals
         gmc = torch.stack([text_tokens[:, 0], self.proj_audio(audio_utt), self.proj_video(video_utt)], dim=1)
         locals_ = [text_tokens[:, 1:], self.proj_audio(audio_seq), self.proj_video(video_seq)]
@@ -205,9 +207,13 @@ class EMTDLFR(nn.Module):
         vision_m: torch.Tensor,
         vision_lengths: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """text/text_m (B, 3, L); audio/audio_m (B, T_a, d_a); vision/vision_m (B, T_v, d_v); lengths (B,) int64."""
+        """text/text_m (B, 3, L); audio/audio_m (B, T_a, d_a); vision/vision_m (B, T_v, d_v); lengths (B,) int64,
+        on the inputs' device or on the host (the trainer keeps them there: the LSTMs pack by them on the host)."""
         batch = text.shape[0]
         text_lengths = text[:, 1].sum(dim=-1).long() - SPECIAL_TOKENS  # word tokens, from the complete view
+        host_lengths = (audio_lengths, vision_lengths)
+        audio_lengths = audio_lengths.to(audio.device, non_blocking=True)
+        vision_lengths = vision_lengths.to(vision.device, non_blocking=True)
         if self.fast:
             both = self._encode(
                 torch.cat([text, text_m]),
@@ -216,14 +222,15 @@ class EMTDLFR(nn.Module):
                 torch.cat([vision, vision_m]),
                 vision_lengths.repeat(2),
                 text_lengths.repeat(2),
+                tuple(lengths.repeat(2) for lengths in host_lengths),
             )
             complete = {k: v[:batch] for k, v in both.items() if k != "locals"}
             missing = {k: v[batch:] for k, v in both.items() if k != "locals"}
             locals_m = [h[batch:] for h in both["locals"]]
             pred, pred_m = self._predict(both).split(batch)
         else:
-            complete = self._encode(text, audio, audio_lengths, vision, vision_lengths, text_lengths)
-            missing = self._encode(text_m, audio_m, audio_lengths, vision_m, vision_lengths, text_lengths)
+            complete = self._encode(text, audio, audio_lengths, vision, vision_lengths, text_lengths, host_lengths)
+            missing = self._encode(text_m, audio_m, audio_lengths, vision_m, vision_lengths, text_lengths, host_lengths)
             locals_m = missing["locals"]
             pred, pred_m = self._predict(complete), self._predict(missing)
         return {

@@ -112,7 +112,7 @@ def test_bf16_training_steps_have_no_float16_and_float32_losses():
     for _ in range(3):
         optimizer.zero_grad(set_to_none=True)
         with autocast_context(cfg, CUDA):
-            out = model(**{k: batch[k] for k in trainer_mod.MODEL_INPUTS})
+            out = model(*(batch[k] for k in model.INPUTS))
             terms = dlfr_loss(out, full_batch(batch), cfg)
         assert all(t.dtype == torch.float32 and torch.isfinite(t) for t in terms.values())
         terms["total"].backward()
@@ -143,7 +143,7 @@ def deterministic_gradients() -> dict:
     model = build_model(cfg, 5, 6).to(CUDA).train()
     batch = cuda_inputs()
     batch["labels"] = {"M": torch.zeros(len(TEXT_LENGTHS), 1, device=CUDA)}
-    out = model(**{k: batch[k] for k in trainer_mod.MODEL_INPUTS})
+    out = model(*(batch[k] for k in model.INPUTS))
     dlfr_loss(out, full_batch(batch), cfg)["total"].backward()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

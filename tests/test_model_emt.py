@@ -1,5 +1,6 @@
 """EMT building blocks and the layer loop (reference §4.3)."""
 
+import copy
 import itertools
 import math
 
@@ -10,6 +11,7 @@ from einops import rearrange
 
 from config import get_config
 from models import dropout_attention as dropout_attention_module
+from models import emt as emt_module
 from models.dropout_attention import dropout_attention
 from models.emt import (
     EMT,
@@ -22,6 +24,7 @@ from models.emt import (
     PositionalEmbedding,
     key_padding_bias,
     set_explicit_attention,
+    set_lean_dropout,
 )
 from models.fusion import FUSIONS, build_fusion
 from utils.errors import ConfigError
@@ -133,6 +136,47 @@ def test_recomputation_reuses_the_dropout_draws(monkeypatch):
     (gmc.sum() + sum(h.sum() for h in out)).backward()
     assert after_forward > 0 and len(drawn) == after_forward
     assert all(h.grad is not None for h in locals_)
+
+
+def test_sdpa_dropout_under_recomputation_replays_the_draws_and_gradients(monkeypatch):
+    """The GPU branch, driven on the CPU: attention dropout inside SDPA in recomputed (checkpointed) blocks.
+    The recomputed forward draws the same dropout masks (checkpointing restores the RNG state), so the outputs
+    and gradients equal those of blocks that store their activations; the lean kernel is never called."""
+    monkeypatch.setattr(emt_module, "dropout_attention", lambda *a, **k: pytest.fail("the lean kernel ran"))
+    torch.manual_seed(0)
+    recomputed = EMT(DIM, 2, HEADS, attn_dropout=0.3).double().train()
+    set_lean_dropout(recomputed, False)
+    recomputed.recompute = True
+    stored = copy.deepcopy(recomputed)
+    stored.recompute = False
+    g = torch.Generator().manual_seed(3)
+    gmc = torch.randn(3, 3, DIM, generator=g, dtype=torch.float64)
+    locals_ = [torch.randn(3, t, DIM, generator=g, dtype=torch.float64) for t in (4, 6, 5)]
+    masks = [torch.arange(t)[None] < torch.tensor([t, 2, 1])[:, None] for t in (4, 6, 5)]
+    results = []
+    for model in (recomputed, stored):
+        inputs = [gmc.clone().requires_grad_(), *[h.clone().requires_grad_() for h in locals_]]
+        torch.manual_seed(7)
+        out_gmc, out_locals = model(inputs[0], inputs[1:], masks)
+        weights = torch.Generator().manual_seed(4)
+        loss = (out_gmc * torch.randn(out_gmc.shape, generator=weights, dtype=torch.float64)).sum()
+        loss = loss + sum((h * torch.randn(h.shape, generator=weights, dtype=torch.float64)).sum() for h in out_locals)
+        loss.backward()
+        results.append(([out_gmc, *out_locals], [x.grad for x in inputs], [p.grad for p in model.parameters()]))
+    (outs_a, input_grads_a, grads_a), (outs_b, input_grads_b, grads_b) = results
+    for a, b in zip(outs_a + input_grads_a + grads_a, outs_b + input_grads_b + grads_b):
+        assert torch.allclose(a, b, atol=1e-12)
+    torch.manual_seed(8)
+    assert not torch.allclose(recomputed(gmc, locals_, masks)[0], outs_a[0])  # dropout is really on
+
+
+def test_sdpa_attention_reads_nothing_back_from_the_device(monkeypatch):
+    """No host read (``bool`` of a tensor) per attention call: the clips without keys are handled on the device."""
+    attn = Attention(DIM, HEADS).eval()
+    x, ctx, valid = _attention_inputs(torch.float32)
+    expected = attn(x, context=ctx, key_mask=valid)
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda self: pytest.fail("a tensor was read on the host"))
+    assert torch.equal(attn(x, context=ctx, key_mask=valid), expected)
 
 
 def test_training_attention_dropout_is_seeded_by_torch_manual_seed():

@@ -172,3 +172,24 @@ def test_validation_loss_rounding(monkeypatch):
     batch = {"labels": {"M": torch.tensor([[0.0], [1.0]])}}
     results = trainer.evaluate([batch], desc="valid")
     assert results["Loss"] == 0.25 and results["Loss(pred_m)"] == pytest.approx(0.246912, abs=1e-6)
+
+
+def test_one_read_from_the_device_per_training_batch(monkeypatch):
+    """The divergence check and the progress bar share one stacked read per batch; predictions and labels
+    stay on the device until the epoch ends (on a GPU every host read waits for the queued kernels)."""
+    reads = []
+    for method in ("item", "tolist", "cpu", "numpy", "__bool__"):
+        original = getattr(torch.Tensor, method)
+        monkeypatch.setattr(torch.Tensor, method,
+                            lambda self, *a, _name=method, _f=original, **k: reads.append(_name) or _f(self, *a, **k))
+    steps, _, _ = count_steps(monkeypatch, 5, update_epochs=1)
+    per_epoch = ["cpu", "numpy"] * 2  # predictions and labels, once, for the epoch's metrics
+    assert steps == 5 and sorted(r for r in reads if r != "tolist") == sorted(per_epoch)
+    assert reads.count("tolist") == 5
+
+
+def test_batch_lengths_stay_on_the_host():
+    batch = {"audio_lengths": torch.tensor([3, 1]), "audio": torch.zeros(2, 3, 1), "labels": {"M": torch.zeros(2, 1)}}
+    moved = trainer_mod.to_device(batch, torch.device("meta"))
+    assert moved["audio_lengths"] is batch["audio_lengths"] and moved["audio"].device.type == "meta"
+    assert moved["labels"]["M"].device.type == "meta"

@@ -57,13 +57,20 @@ IMPROVEMENT_EPS = 1e-6
 LOWER_IS_BETTER = ("Loss", "Loss(pred_m)", "MAE")
 #: ReduceLROnPlateau's factor in the baselines' trainers.
 PLATEAU_FACTOR = 0.1
+#: Batch entries a model takes on the host (see :func:`to_device`).
+HOST_INPUTS = ("audio_lengths", "vision_lengths")
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    """Move every tensor of a (nested) batch dict to ``device``; other values are kept as they are."""
+    """Move every tensor of a (nested) batch dict to ``device``; other values are kept as they are.
+
+    The clip lengths stay on the host: the LSTMs pack by them there and the model copies them to the device
+    itself, so nothing is read back from the GPU for packing."""
     out = {}
     for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
+        if key in HOST_INPUTS:
+            out[key] = value
+        elif isinstance(value, torch.Tensor):
             out[key] = value.to(device, non_blocking=True)
         elif isinstance(value, dict):
             out[key] = to_device(value, device)
@@ -135,22 +142,22 @@ class Trainer:
         """Metrics of the incomplete view's prediction, plus the mean total loss ("Loss") and the mean
         incomplete-view task loss ("Loss(pred_m)") over batches, in eval mode."""
         self.model.eval()
-        preds, labels, losses, task_losses = [], [], [], []
+        preds, labels, losses = [], [], []
         with torch.no_grad():
             for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress):
                 batch = to_device(batch, self.device)
                 with autocast_context(self.cfg, self.device):
                     out = forward_batch(self.model, batch)
                     terms = self.objective(out, batch, self.cfg)
-                preds.append(out["pred_m"].float().view(-1).cpu())
-                labels.append(batch["labels"]["M"].float().view(-1).cpu())
-                losses.append(terms["total"].item())
-                task_losses.append(terms["task_m"].item())
-        results = eval_regression(torch.cat(preds).numpy(), torch.cat(labels).numpy(), self.cfg.metric_set)
-        results["Loss"] = float(np.mean(losses))
+                preds.append(out["pred_m"].float().view(-1))  # kept on the device: one copy to the host at the end
+                labels.append(batch["labels"]["M"].float().view(-1))
+                losses.append(torch.stack([terms["total"], terms["task_m"]]))
+        preds, labels, losses = (torch.cat(preds).cpu(), torch.cat(labels).cpu(), torch.stack(losses).cpu().double())
+        results = eval_regression(preds.numpy(), labels.numpy(), self.cfg.metric_set)
+        results["Loss"] = float(np.mean(losses[:, 0].numpy()))
         if self.cfg.eval_loss_decimals is not None:
             results["Loss"] = round(results["Loss"], self.cfg.eval_loss_decimals)
-        results["Loss(pred_m)"] = float(np.mean(task_losses))
+        results["Loss(pred_m)"] = float(np.mean(losses[:, 1].numpy()))
         return results
 
     def train_epoch(self, loader, epoch: int) -> dict:
@@ -166,10 +173,12 @@ class Trainer:
             with autocast_context(cfg, self.device):
                 out = forward_batch(model, batch)
                 terms = self.objective(out, batch, cfg)
-            for name, value in terms.items():
-                if not torch.isfinite(value).all():
+            # the batch's one read from the device: every loss term at once, for the divergence stop and the log
+            values = dict(zip(terms, torch.stack([value.detach() for value in terms.values()]).tolist()))
+            for name, value in values.items():
+                if not math.isfinite(value):
                     raise TrainingDivergedError(
-                        f"training diverged: loss term '{name}' is {value.item()} at epoch {epoch}, "
+                        f"training diverged: loss term '{name}' is {value} at epoch {epoch}, "
                         f"batch {index} (lower the learning rates, or check the data for extreme values)"
                     )
             terms["total"].backward()
@@ -182,11 +191,11 @@ class Trainer:
                     optimizer.step()
             elif group_done or (cfg.step_trailing_batches and index + 1 == num_batches):
                 optimizer.step()
-            preds.append(out["pred_m"].detach().float().view(-1).cpu())
-            labels.append(batch["labels"]["M"].float().view(-1).cpu())
-            losses.append(terms["total"].item())
+            preds.append(out["pred_m"].detach().float().view(-1))  # on the device until the epoch ends
+            labels.append(batch["labels"]["M"].float().view(-1))
+            losses.append(values["total"])
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        results = eval_regression(torch.cat(preds).numpy(), torch.cat(labels).numpy(), cfg.metric_set)
+        results = eval_regression(torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy(), cfg.metric_set)
         results["Loss"] = float(np.mean(losses))
         return results
 
