@@ -32,18 +32,21 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench.train_step_speed import AUDIO_DIM, ENCODER, KB_PER_GB, THREADS, VISION_DIM, make_batch, to_device  # noqa: E402
+from bench.train_step_speed import KB_PER_GB, SHAPES, THREADS, make_batch, reset_peak_memory  # noqa: E402
 from config import get_config  # noqa: E402
 from trains.registry import model_spec  # noqa: E402
-from trains.trainer import autocast_context, forward_batch  # noqa: E402
+from trains.trainer import autocast_context, forward_batch, to_device  # noqa: E402
+from utils.device import describe_device, resolve_device  # noqa: E402
 from utils.seed import setup_seed  # noqa: E402
+
+MOSI = SHAPES["mosi"]
 
 
 def build(model_name: str, device: str):
     torch.manual_seed(0)
-    cfg = get_config("mosi", model_name, bert=ENCODER, device=device)
+    cfg = get_config("mosi", model_name, bert=MOSI.encoder, device=device)
     spec = model_spec(cfg)
-    model = spec.build(cfg, AUDIO_DIM, VISION_DIM).to(device).train()
+    model = spec.build(cfg, MOSI.audio_dim, MOSI.vision_dim).to(device).train()
     return cfg, spec, model, spec.optimizer(cfg, model)
 
 
@@ -60,22 +63,26 @@ def train_step(cfg, spec, model, optimizer, batch) -> float:
 
 def run_model(model_name: str, batch_size: int, repeats: int, warmup: int, device: str) -> dict:
     setup_seed(0)
+    device = str(resolve_device(device))
     cfg, spec, model, optimizer = build(model_name, device)
-    batch = to_device(make_batch(batch_size), device)
+    batch = to_device(make_batch(batch_size), torch.device(device))
+    for _ in range(warmup):
+        train_step(cfg, spec, model, optimizer, batch)
+    reset_peak_memory(device)  # the timed steps' peak, not the set-up's
     times = []
-    for _ in range(warmup + repeats):
+    for _ in range(repeats):
         start = time.perf_counter()
         train_step(cfg, spec, model, optimizer, batch)  # .item() synchronises a GPU
         times.append(time.perf_counter() - start)
     result = {
         "model": model_name,
         "batch": batch_size,
-        "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
-        "median_s": statistics.median(times[warmup:]),
-        "times_s": [round(t, 3) for t in times[warmup:]],
+        "device": describe_device(torch.device(device)),
+        "median_s": statistics.median(times),
+        "times_s": [round(t, 3) for t in times],
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KB_PER_GB,
     }
-    if device != "cpu":
+    if torch.device(device).type == "cuda":
         result["peak_cuda_gb"] = torch.cuda.max_memory_allocated(torch.device(device)) / 1e9
     return result
 
@@ -88,7 +95,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[32], help="batch sizes, with --models")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)

@@ -62,3 +62,10 @@ def test_step_benchmark_modes_run_with_the_settings():
     assert check["amp"] == "bf16" and check["shapes"] == "tiny" and check["max_abs_output_diff"] < 1.0
     both = step_bench.interleaved(2, repeats=1, warmup=0, settings=settings)
     assert both["amp"] == "bf16" and both["fast_median_s"] > 0 and both["plain_median_s"] > 0
+
+
+def test_model_step_benchmark_builds_on_the_step_benchmarks_shapes():
+    from bench import model_step
+
+    assert model_step.MOSI == step_bench.SHAPES["mosi"]
+    assert model_step.build.__module__ == "bench.model_step"

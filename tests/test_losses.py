@@ -123,3 +123,15 @@ def test_every_term_is_float32_under_bf16_autocast():
     label = batch["labels"]["M"].view(-1)
     assert torch.equal(terms["task_m"], (widened["pred_m"].view(-1) - label).abs().mean())
     assert label[0] == torch.tensor(2.6) != label[0].to(torch.bfloat16).float()  # what a bf16 label would lose
+
+
+def test_the_baselines_task_loss_is_float32_under_bf16_autocast():
+    from trains.registry import task_loss
+
+    batch, out = fake_batch_and_output()
+    batch["labels"]["M"][0, 0] = 2.6
+    pred = out["pred_m"].to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = task_loss({"pred_m": pred}, batch, get_config("mosi"))
+    expected = (pred.float().view(-1) - batch["labels"]["M"].view(-1)).abs().mean()
+    assert terms["total"].dtype == torch.float32 and torch.equal(terms["total"], expected)

@@ -56,9 +56,10 @@ def count_parameters(model: nn.Module, frozen_bert: bool) -> dict[str, int]:
 
 
 def task_loss(out: dict, batch: dict, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
-    """L1 between ``pred_m`` and the label: the whole objective of MulT (the authors' ``nn.L1Loss``)."""
-    label = batch["labels"]["M"].to(out["pred_m"].dtype).view(-1)  # (B,)
-    loss = F.l1_loss(out["pred_m"].view(-1), label)
+    """L1 between ``pred_m`` and the label: the whole objective of MulT (the authors' ``nn.L1Loss``); float32
+    under autocast too (the label keeps its value, as in trains/losses.py)."""
+    with torch.autocast(out["pred_m"].device.type, enabled=False):
+        loss = F.l1_loss(out["pred_m"].float().view(-1), batch["labels"]["M"].float().view(-1))
     return {"task_m": loss, "total": loss}
 
 
