@@ -19,6 +19,7 @@ import torch
 
 from config import get_config
 from data.load_data import build_loaders, load_mmsa
+from models.emt import EMT
 from models.emt_dlfr import build_model, read_positions, reference_path
 from trains import trainer as trainer_mod
 from trains.experiment import build_datasets, model_for
@@ -219,3 +220,26 @@ def test_two_workers_share_one_gpu(tiny_root, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(list(tmp_path.glob("cells/*/*.json"))) == 2 and (tmp_path / "results.json").exists()
     assert done.stderr.count("device: cuda:0") == 2  # each worker sees its GPU as cuda:0
+
+
+def test_sdpa_dropout_in_recomputed_blocks_replays_the_draws_on_cuda():
+    """The fusion's attention dropout inside SDPA's CUDA kernels, recomputed in the backward pass: the same
+    outputs and gradients as blocks that store their activations, given the same seed."""
+    torch.manual_seed(0)
+    recomputed = EMT(16, 2, 2, attn_dropout=0.3).to(CUDA).train()
+    recomputed.recompute = True
+    stored = copy.deepcopy(recomputed)
+    stored.recompute = False
+    g = torch.Generator().manual_seed(3)
+    gmc = torch.randn(4, 3, 16, generator=g).to(CUDA)
+    locals_ = [torch.randn(4, t, 16, generator=g).to(CUDA) for t in (7, 30, 20)]
+    masks = [(torch.arange(t)[None] < torch.tensor([t, 3, 1, t // 2])[:, None]).to(CUDA) for t in (7, 30, 20)]
+    results = []
+    for model in (recomputed, stored):
+        torch.manual_seed(7)
+        out_gmc, out_locals = model(gmc, locals_, masks)
+        (out_gmc.square().sum() + sum(h.square().sum() for h in out_locals)).backward()
+        results.append(([out_gmc, *out_locals], [p.grad for p in model.parameters()]))
+    (outs_a, grads_a), (outs_b, grads_b) = results
+    for a, b in zip(outs_a + grads_a, outs_b + grads_b):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
