@@ -179,6 +179,7 @@ class Config(ExperimentConfig):
     d_model: int = 128
     fusion_layers: int = 3
     heads: int = 4
+    #: Fixed sinusoids in the reference config of every dataset (a (1, max_seq_len, D) parameter when True).
     learnable_pos_emb: bool = False
     max_seq_len: int = 1024
     emb_dropout: float = 0.0

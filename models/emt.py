@@ -278,24 +278,28 @@ def sinusoid_table(max_len: int, dim: int) -> torch.Tensor:
 
 
 class PositionalEmbedding(nn.Module):
-    """Add absolute positions (fixed sinusoids, or a learnable table) to (B, T, D), then dropout."""
+    """Add absolute positions to (B, T, D), then dropout.
+
+    The table ``pe`` (1, max_len, D) is laid out as the reference's: fixed sinusoids held as a buffer, or, with
+    ``learnable``, a parameter drawn from N(0, 1). The reference saves the buffer in its checkpoints; here it
+    stays out of ``state_dict()`` (it is a function of the config) and the reference-checkpoint loader copies
+    a checkpoint's table into it (models/reference_checkpoint.py).
+    """
 
     def __init__(self, dim: int, max_len: int, dropout: float = 0.0, learnable: bool = False):
         super().__init__()
         self.max_len = max_len
         if learnable:
-            self.emb = nn.Embedding(max_len, dim)
+            self.pe = nn.Parameter(torch.randn(1, max_len, dim))
         else:
-            self.emb = None
-            self.register_buffer("pe", sinusoid_table(max_len, dim), persistent=False)
+            self.register_buffer("pe", sinusoid_table(max_len, dim)[None], persistent=False)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         if length > self.max_len:
             raise ValueError(f"sequence of {length} steps exceeds the positional table ({self.max_len})")
-        table = self.emb.weight if self.emb is not None else self.pe
-        return self.dropout(x + table[:length])
+        return self.dropout(x + self.pe[:, :length])
 
 
 def fusion_kwargs(cfg) -> dict:

@@ -1,22 +1,26 @@
-"""Read and write checkpoints in the layout of the reference implementation (reference-behaviour §1, §4).
+"""Read and write checkpoints in the layout of the authors' implementation (docs/REFERENCE.md §4).
 
 The reference saves ``AMIO.state_dict()``: the network sits under ``Model.``, its ``BertTextEncoder`` keeps
 the HF model as ``.model`` (``Model.text_model.model.embeddings...``). Each model's naming knowledge lives
 in one :class:`KeyTable` of :data:`KEY_TABLES` (rules that map our keys to the reference's and back, and the
 reference keys to skip); if a real checkpoint disagrees, correct its table, not the code.
 
-* ``emt-dlfr``: every module name below ``Model.`` is the one this project uses too (``audio_model.rnn``,
-  ``proj_text``, ``fusion.mpus.{layer}.{modality}.{direction}.layers.0.{0,1,2}...``,
-  ``fusion.pools.{layer}.attention.{0,2}``, ``*_projector.net``, ``*_predictor.net``, ``recon_*``,
-  ``post_fusion_layer_{1,2,3}``). That layout is RECONSTRUCTED from the description of the code.
+* ``emt-dlfr``: the pooling MLPs are ``Model.fusion.attn_pools.{layer}.attention.{0,2}``, the positional
+  table is ``Model.fusion.pos_embed.pe`` (1, 1024, D) (a buffer, or a parameter when learnable), and every
+  other module name below ``Model.`` is the one this project uses too (``audio_model.rnn``, ``proj_text``,
+  ``fusion.mpus.{layer}.{modality}.{direction}.layers.0.{0,1,2}...``, ``*_projector.net``,
+  ``*_predictor.net``, ``recon_*``, ``post_fusion_layer_{1,2,3}``). Checked against the released code's key
+  list of its MOSI model (tests/fixtures/emt_dlfr_mosi_state_dict_keys.tsv), and a model loaded from it gives
+  the outputs of the released code with the same weights (tests/test_reference_outputs.py).
 * ``mult``: the released code's key list (tests/fixtures/mult_mosi_state_dict_keys.tsv); module names
   below ``Model.`` are this project's too; its transformers carry a ``version`` buffer without a
   counterpart, skipped on loading.
 
 A shared module appears in a state_dict once per alias (with EMT-DLFR's shipped sharing, the one CST appears
-under every ``mpus.{layer}.{modality}.{direction}`` and the one pool under every ``pools.{layer}``).
+under every ``mpus.{layer}.{modality}.{direction}`` and the one pool under every ``attn_pools.{layer}``).
 :func:`to_reference_state_dict` writes all aliases; :func:`load_reference_state_dict` requires all aliases
-of one tensor to hold the same values.
+of one tensor to hold the same values. EMT-DLFR's fixed positional table is not part of this model's own
+``state_dict()`` (a non-persistent buffer); it is written to and read from the reference layout all the same.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ BERT_BUFFER_KEYS = [
     r"^Model\.text_model\.model\.embeddings\.position_ids$",
     r"^Model\.text_model\.model\.embeddings\.token_type_ids$",
 ]
+
+#: Our name of the fixed positional table, a buffer kept out of our state_dict but saved by the reference.
+POSITION_TABLE = "pos_emb.pe"
 
 #: How many offending keys an error message lists.
 SHOWN_KEYS = 8
@@ -79,10 +86,11 @@ KEY_TABLES: dict[str, KeyTable] = {
         model="emt-dlfr",
         rules=(
             ("text_model.{rest}", "Model.text_model.model.{rest}"),
+            ("fusion.pools.{rest}", "Model.fusion.attn_pools.{rest}"),
+            ("fusion.pos_emb.pe", "Model.fusion.pos_embed.pe"),
             ("{rest}", "Model.{rest}"),
         ),
-        # Also a sinusoidal positional table registered as a buffer.
-        ignored=(*BERT_BUFFER_KEYS, r"^Model\.fusion\.(.+\.)?pe$"),
+        ignored=tuple(BERT_BUFFER_KEYS),
     ),
     "mult": KeyTable(
         model="mult",
@@ -126,9 +134,17 @@ def from_reference_key(key: str, model: str = "emt-dlfr") -> Optional[str]:
     return None
 
 
+def _unsaved_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Buffers the model keeps out of its own state_dict but the reference saves (the fixed positional table)."""
+    saved = model.state_dict().keys()
+    return {k: v for k, v in model.named_buffers() if k not in saved and k.endswith(POSITION_TABLE)}
+
+
 def to_reference_state_dict(model: nn.Module, model_name: str = "emt-dlfr") -> "OrderedDict[str, torch.Tensor]":
     """``model``'s state in the reference layout, every alias of a shared module included."""
-    return OrderedDict((to_reference_key(k, model_name), v) for k, v in model.state_dict().items())
+    state = OrderedDict((to_reference_key(k, model_name), v) for k, v in model.state_dict().items())
+    state.update((to_reference_key(k, model_name), v) for k, v in _unsaved_buffers(model).items())
+    return state
 
 
 @dataclass
@@ -173,6 +189,7 @@ def load_reference_state_dict(
         else:
             mapped[key] = value
     expected = model.state_dict()
+    tables = {k: mapped.pop(k) for k in _unsaved_buffers(model) if k in mapped}  # copied in after the checks
     missing = [to_reference_key(k, model_name) for k in expected if k not in mapped]
     unexpected = unmappable + [to_reference_key(k, model_name) for k in mapped if k not in expected]
     if missing or unexpected:
@@ -182,10 +199,12 @@ def load_reference_state_dict(
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
         raise CheckpointError(f"checkpoint does not fit the model: {'; '.join(parts)}. {table.hint}")
+    buffers = dict(model.named_buffers())
+    targets = [(k, v, expected[k]) for k, v in mapped.items()] + [(k, v, buffers[k]) for k, v in tables.items()]
     wrong_shapes = [
-        f"{to_reference_key(k, model_name)} {tuple(v.shape)} (model {tuple(expected[k].shape)})"
-        for k, v in mapped.items()
-        if tuple(v.shape) != tuple(expected[k].shape)
+        f"{to_reference_key(k, model_name)} {tuple(v.shape)} (model {tuple(ref.shape)})"
+        for k, v, ref in targets
+        if tuple(v.shape) != tuple(ref.shape)
     ]
     if wrong_shapes:
         raise CheckpointError(f"checkpoint shapes do not fit the model: {_listing(wrong_shapes)}. {table.hint}")
@@ -201,6 +220,9 @@ def load_reference_state_dict(
                 "The model's sharing switches (mpu_share, modality_share, layer_share) must match the checkpoint's."
             )
     model.load_state_dict(mapped, strict=True)
+    with torch.no_grad():
+        for key, value in tables.items():
+            buffers[key].copy_(value)
     return LoadReport(
         loaded_keys=len(mapped),
         unique_tensors=len(groups),

@@ -268,7 +268,7 @@ def test_layer_loop_reads_the_previous_layer_in_both_directions():
     lengths = (4, 6, 5)
     locals_ = [torch.randn(2, t, DIM) for t in lengths]
     masks = [torch.arange(t)[None] < torch.tensor([[t], [t - 2]]) for t in lengths]
-    expected_locals = [h + emt.pos_emb.pe[: h.shape[1]] for h in locals_]
+    expected_locals = [h + emt.pos_emb.pe[0, : h.shape[1]] for h in locals_]
     g = gmc
     for layer in range(2):
         new_locals = [emt.mpus[layer][m][LOCAL_FROM_GLOBAL](expected_locals[m], g, mask=masks[m]) for m in range(3)]

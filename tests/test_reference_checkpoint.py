@@ -33,7 +33,8 @@ def test_reference_layout_keys():
         "Model.audio_model.rnn.weight_ih_l0", "Model.video_model.rnn.bias_hh_l0", "Model.proj_text.weight",
         "Model.fusion.mpus.0.0.0.layers.0.0.norm_context.weight", "Model.fusion.mpus.0.0.0.layers.0.1.fn.to_kv.weight",
         "Model.fusion.mpus.0.0.0.layers.0.2.fn.net.0.weight", "Model.fusion.mpus.0.0.0.layers.0.2.fn.net.2.bias",
-        "Model.fusion.pools.1.attention.0.weight", "Model.fusion.pools.1.attention.2.bias",
+        "Model.fusion.attn_pools.1.attention.0.weight", "Model.fusion.attn_pools.1.attention.2.bias",
+        "Model.fusion.pos_embed.pe",
         "Model.gmc_tokens_projector.net.1.running_mean", "Model.text_predictor.net.3.weight",
         "Model.recon_video.bias", "Model.post_fusion_layer_3.weight",
     ):
