@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=["bf16"], help="bf16 autocast on GPUs (off by default)")
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
                    help="TF32 float32 matmuls and cuDNN on GPUs (default on, as the authors' torch 1.7)")
-    p.add_argument("--out", help="results directory (default results/<dataset>/<model or EMT variant>)")
+    p.add_argument("--out", help="results directory (default results/<dataset>/<variant>); '{dataset}' and "
+                                 "'{variant}' in it are replaced (the variant with its fusion, e.g. emt-llfr, emt-dlfr-ooll)")
     p.add_argument("--save-model", action="store_true", help="keep the best checkpoint of every cell")
     p.add_argument("--no-attraction", action="store_true", help="EMT-DLFR: drop the high-level attraction (EMT-LLFR)")
     p.add_argument("--no-reconstruction", action="store_true", help="EMT-DLFR: drop the low-level reconstruction (EMT-HLFR)")
@@ -120,6 +121,14 @@ def rate_grid(args: argparse.Namespace, cfg) -> list[tuple[float, float, float]]
             if not 0.0 <= r <= 1.0:
                 raise ConfigError(f"missing rate {r} is outside [0, 1]")
     return grid
+
+
+def results_dir(template: str | None, cfg) -> Path:
+    """``--out`` with ``{dataset}`` and ``{variant}`` filled in; results/<dataset>/<variant> without it.
+    The scripts rely on this so that every variant and fusion strategy gets its own folder."""
+    if template is None:
+        return Path("results") / cfg.dataset / cfg.run_name
+    return Path(template.replace("{dataset}", cfg.dataset).replace("{variant}", cfg.run_name))
 
 
 def encoder_flag(args: argparse.Namespace) -> str:
@@ -240,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.merge:
         check_encoder_early(cfg, args)
     shard = sweep.parse_shard(args.shard) if args.shard else None
-    out_dir = Path(args.out or Path("results") / cfg.dataset / cfg.variant)
+    out_dir = results_dir(args.out, cfg)
     if args.merge:
-        copied = sweep.merge_cells(out_dir, [Path(d) for d in args.merge])
+        copied = sweep.merge_cells(out_dir, [results_dir(d, cfg) for d in args.merge])
         print(f"merged {copied} cells into {out_dir}")
     fingerprint = prepare_out_dir(out_dir, cfg)  # refuses an unwritable or foreign --out before any work
     log_file = setup_logging(out_dir, f"run-{cfg.variant}-{cfg.dataset}")

@@ -3,7 +3,7 @@
 :class:`ExperimentConfig` holds what every model shares (data, missing protocol, text encoder, training
 loop, run-time); each model's class adds its own fields: :class:`Config` (EMT-DLFR) here, the baselines'
 in their own modules (:mod:`config.mult`). Defaults are the reference implementation's EMT-DLFR values for
-CMU-MOSI (reference-behaviour §2); the per-dataset presets in :mod:`config.presets` override what differs. Command-line flags and
+CMU-MOSI (docs/REFERENCE.md §2); the per-dataset presets in :mod:`config.presets` override what differs. Command-line flags and
 ``--set key=value`` pairs are applied with :func:`override`, which refuses unknown keys and values of the
 wrong type instead of silently falling back to a default (the reference's ``Storage`` returned False).
 """
@@ -24,13 +24,15 @@ from utils.errors import ConfigError
 #: Modalities in the order the reference uses everywhere: (text, audio, vision).
 MODALITIES = ("text", "audio", "vision")
 
-#: numpy seeds of the static missing masks, per modality (reference §3.2).
+#: numpy seeds of the static missing masks, per modality (docs/REFERENCE.md §3.2).
 REFERENCE_MISSING_SEEDS = (111, 1111, 11111)
 
 #: Training seeds used when none are given (reference: num_seeds=None).
 REFERENCE_TRAIN_SEEDS = (111, 1111, 11111)
 
-#: Sweep grids of run_once.py (reference §1): 0.0..1.0 for MOSI/MOSEI, 0.0..0.5 for SIMS.
+#: Sweep grids of run_once.py (docs/REFERENCE.md §1): 0.0..1.0 for MOSI/MOSEI, 0.0..0.5 for SIMS.
+#: The fusion strategy of the paper; results of any other strategy go to a folder named after it.
+DEFAULT_FUSION = "emt"
 FULL_RATE_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 SIMS_RATE_GRID = tuple(round(0.1 * i, 1) for i in range(6))
 
@@ -67,7 +69,6 @@ class ExperimentConfig:
     #: SIMS only: the z-normalised copy written by preprocess/normalize_sims.py.
     normalized_data_file: Optional[str] = None
     use_normalized_data: bool = False
-    language: str = "en"
     #: (text, audio, vision) input widths of the official files. Audio and vision are checked against the
     #: data file; the text entry only records the reference's BERT width: the model takes the text width
     #: from the loaded encoder (see ``text_hidden_size`` to pin it).
@@ -141,6 +142,12 @@ class ExperimentConfig:
         """The name of this run's model (and, for EMT-DLFR, of its objective): the results folder's name."""
         return self.MODEL
 
+    @property
+    def run_name(self) -> str:
+        """The results folder's name (``results/<dataset>/<run_name>``): the variant, and for EMT-DLFR its
+        fusion strategy when that is not the paper's, so that no two kinds of run share a folder."""
+        return self.variant
+
     def check_model(self) -> None:
         """Range checks of the model's own fields (ConfigError); see :func:`validate`."""
 
@@ -175,7 +182,7 @@ class Config(ExperimentConfig):
     v_lstm_dropout: float = 0.0
 
     # --- EMT (§4.3) ----------------------------------------------------------------------------
-    fusion: str = "emt"
+    fusion: str = DEFAULT_FUSION
     d_model: int = 128
     fusion_layers: int = 3
     heads: int = 4
@@ -230,6 +237,12 @@ class Config(ExperimentConfig):
         if self.use_reconstruction:
             return "emt-llfr"
         return "emt"
+
+    @property
+    def run_name(self) -> str:
+        """The results folder's name: the variant, plus the fusion strategy when it is not the EMT
+        (``emt-dlfr``, ``emt-llfr``, ``emt-dlfr-ooll``, ...), so that no two of them share a folder."""
+        return self.variant if self.fusion == DEFAULT_FUSION else f"{self.variant}-{self.fusion}"
 
 
 @functools.cache

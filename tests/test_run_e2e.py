@@ -168,7 +168,7 @@ def test_report_puts_variants_side_by_side_with_the_paper_row(reference_sweep, t
     as_mosi = tmp_path / "emt"
     shutil.copytree(reference_sweep, as_mosi)
     summary = json.loads((as_mosi / "results.json").read_text())
-    summary.update(dataset="mosi", variant="emt")
+    summary.update(dataset="mosi", variant="emt", name="emt")
     (as_mosi / "results.json").write_text(json.dumps(summary))
     report = make_report([reference_sweep, as_mosi], tmp_path / "report", paper=True)
     lines = report["auilc_markdown"].splitlines()

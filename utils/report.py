@@ -1,8 +1,13 @@
 """Turn one or more sweep directories into the paper's tables and curves.
 
+<<<<<<< HEAD
     python -m utils.report results/mosi/emt-dlfr results/mosi/emt [--paper] [--out DIR]
     python -m utils.report --table 6 [--results results] [--paper]      # Table 6: MulT, TFR-Net, EMT-DLFR
     python -m utils.report --table 7 [--results results] [--paper]      # Table 7 (SIMS)
+=======
+    python -m utils.report results/mosi/emt-dlfr/run_once results/mosi/emt/run_once [--paper] [--out DIR]
+    python -m utils.report results/mosi/{emt,emt-llfr,emt-hlfr,emt-dlfr}/run_once     # the ablation table
+>>>>>>> 917a8cf (Each variant and fusion strategy in its own results folder from the scripts (run.py --out fills in {dataset} and {variant}); EMT_DLFR_PRESET / EMT_DLFR_RESULTS let a test run scripts/mosi/run_once.sh itself on the tiny preset for two variants, then the README's report command; the report writes results/<dataset>/report for several sweeps, an SVG whose legend is text, and the README gives the one-command ablation table)
 
 Each directory is a sweep written by run.py (``results.json`` + ``config.json``); each becomes one
 variant (MulT, TFR-Net, EMT-DLFR, EMT-HLFR, EMT-LLFR, EMT, or any other config), shown side by side:
@@ -11,7 +16,7 @@ variant (MulT, TFR-Net, EMT-DLFR, EMT-HLFR, EMT-LLFR, EMT, or any other config),
   as Has0/Non0) or the Table 7 layout for SIMS, one row per variant, AUILC over the swept rates
   (trapezoid including rate 0.0); with ``--paper`` the paper's published row is added, labelled as such.
 * ``per_rate.md`` / ``per_rate.csv``: per rate, mean ± population std over seeds, one column per variant.
-* ``curves.png`` / ``curves.pdf``: metric against missing rate, one line per variant (Figures 4-6);
+* ``curves.png`` / ``curves.pdf`` / ``curves.svg``: metric against missing rate, one line per variant (Figures 4-6);
   with ``--paper`` the curve readings from the paper's figures are overlaid as a dashed reference line.
 
 ``--table 6`` / ``--table 7`` read the sweeps the scripts write (``<results>/<dataset>/<model>/run_once``
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -92,8 +98,13 @@ def title(variant: str) -> str:
 
 
 def variant_labels(sweeps: list[dict], dirs: list[Path]) -> list[str]:
+<<<<<<< HEAD
     """Paper names (EMT-DLFR, MulT, ...); directories that share one get their folder name appended."""
     names = [title(s["variant"]) for s in sweeps]
+=======
+    """Paper names (EMT-DLFR, ...); directories that share one get their folder name appended."""
+    names = [s.get("name", s["variant"]).upper() for s in sweeps]
+>>>>>>> 917a8cf (Each variant and fusion strategy in its own results folder from the scripts (run.py --out fills in {dataset} and {variant}); EMT_DLFR_PRESET / EMT_DLFR_RESULTS let a test run scripts/mosi/run_once.sh itself on the tiny preset for two variants, then the README's report command; the report writes results/<dataset>/report for several sweeps, an SVG whose legend is text, and the README gives the one-command ablation table)
     return [f"{n} ({d.name})" if names.count(n) > 1 else n for n, d in zip(names, dirs)]
 
 
@@ -172,14 +183,25 @@ def plot_curves(sweeps: list[dict], labels: list[str], family: str, dataset: str
     fig.suptitle(f"{dataset}: test metrics against the missing rate")
     fig.tight_layout()
     paths = []
-    for suffix in ("png", "pdf"):
+    for suffix in ("png", "pdf", "svg"):
         path = out / f"curves.{suffix}"
         tmp = out / f".curves.tmp.{suffix}"
-        fig.savefig(tmp, dpi=150)
+        with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text (searchable, editable)
+            fig.savefig(tmp, dpi=150, format=suffix)
         tmp.replace(path)
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def default_out(dirs: list[Path]) -> Path:
+    """``report/`` in the deepest folder holding all the sweeps (results/mosi/report for
+    results/mosi/emt-dlfr/run_once and results/mosi/emt/run_once); beside the folder of a single sweep."""
+    resolved = [d.resolve() for d in dirs]
+    common = Path(os.path.commonpath(resolved))
+    if common in resolved:  # one sweep (or one sweep inside another)
+        common = resolved[0].parent
+    return common / "report"
 
 
 def make_report(dirs: list[Path], out: Path | None = None, paper: bool = False) -> dict:
@@ -191,7 +213,7 @@ def make_report(dirs: list[Path], out: Path | None = None, paper: bool = False) 
     if len(families) > 1:
         raise UserError("cannot put SIMS and MOSI/MOSEI sweeps in one report (different metrics)")
     family, dataset = families.pop(), sorted(datasets)[0]
-    out = Path(out) if out else dirs[0].parent / "report"
+    out = Path(out) if out else default_out(dirs)
     out.mkdir(parents=True, exist_ok=True)
     labels = variant_labels(sweeps, dirs)
     auc = auilc_table(sweeps, labels, family, dataset, paper)
@@ -249,8 +271,13 @@ def paper_table(number: int, results: Path, run_name: str = "run_once", paper: b
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.report", description=__doc__.split("\n\n")[0])
+<<<<<<< HEAD
     parser.add_argument("dirs", nargs="*", type=Path, help="sweep directories written by run.py")
     parser.add_argument("--out", type=Path, help="where to write (default: <first dir>/../report, or <results>/report)")
+=======
+    parser.add_argument("dirs", nargs="+", type=Path, help="sweep directories written by run.py")
+    parser.add_argument("--out", type=Path, help="where to write (default: report/ in the folder holding all the dirs)")
+>>>>>>> 917a8cf (Each variant and fusion strategy in its own results folder from the scripts (run.py --out fills in {dataset} and {variant}); EMT_DLFR_PRESET / EMT_DLFR_RESULTS let a test run scripts/mosi/run_once.sh itself on the tiny preset for two variants, then the README's report command; the report writes results/<dataset>/report for several sweeps, an SVG whose legend is text, and the README gives the one-command ablation table)
     parser.add_argument("--paper", action="store_true", help="overlay the paper's published values")
     parser.add_argument("--table", type=int, choices=sorted(PAPER_TABLES),
                         help="print the paper's Table 6 (MOSI, MOSEI) or 7 (SIMS) from the sweeps under --results")

@@ -9,5 +9,11 @@ MODEL=${MODEL:-emt-dlfr}  # MODEL=mult (or tfr_net) runs a baseline of the paper
 PY=${PYTHON:-.venv/bin/python}
 [ -n "${PYTHON:-}" ] || make -s venv
 GPU=${1:-0}
-exec "$PY" run.py --model "$MODEL" --dataset mosei --sweep  \
-  --gpus "$GPU" --out "results/mosei/$MODEL/run_once" ${EXTRA_ARGS:-}
+# Every variant gets its own folder: results/mosei/emt-dlfr/run_once, .../emt-llfr/... (EXTRA_ARGS=
+# "--no-attraction"), .../emt-hlfr/..., .../emt/..., .../emt-dlfr-ooll/... (--fusion ooll), .../mult/... (MODEL=mult).
+# EMT_DLFR_PRESET and EMT_DLFR_RESULTS replace the preset (mosei) and the results root (results), e.g. for a
+# smoke test on synthetic data; by default they are unset.
+DATASET=${EMT_DLFR_PRESET:-mosei}
+RESULTS=${EMT_DLFR_RESULTS:-results}
+exec "$PY" run.py --model "$MODEL" --dataset "$DATASET" --sweep  \
+  --gpus "$GPU" --out "$RESULTS/{dataset}/{variant}/run_once" ${EXTRA_ARGS:-}

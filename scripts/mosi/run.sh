@@ -10,5 +10,7 @@ PY=${PYTHON:-.venv/bin/python}
 [ -n "${PYTHON:-}" ] || make -s venv
 RATE=${1:?usage: run.sh RATE GPU}
 GPU=${2:-0}
-exec "$PY" run.py --model "$MODEL" --dataset mosi --missing-rate "$RATE" --save-model \
-  --device "cuda:$GPU" --out "results/mosi/$MODEL/run" ${EXTRA_ARGS:-}
+DATASET=${EMT_DLFR_PRESET:-mosi}
+RESULTS=${EMT_DLFR_RESULTS:-results}
+exec "$PY" run.py --model "$MODEL" --dataset "$DATASET" --missing-rate "$RATE" --save-model \
+  --gpus "$GPU" --out "$RESULTS/{dataset}/{variant}/run" ${EXTRA_ARGS:-}

@@ -10,6 +10,8 @@ PY=${PYTHON:-.venv/bin/python}
 [ -n "${PYTHON:-}" ] || make -s venv
 RATE=${1:?usage: run.sh RATE GPU}
 GPU=${2:-0}
+DATASET=${EMT_DLFR_PRESET:-sims}
+RESULTS=${EMT_DLFR_RESULTS:-results}
 bash scripts/sims/prepare.sh
-exec "$PY" run.py --model "$MODEL" --dataset sims --missing-rate "$RATE" --use-normalized-data \
-  --device "cuda:$GPU" --out "results/sims/$MODEL/run" ${EXTRA_ARGS:-}
+exec "$PY" run.py --model "$MODEL" --dataset "$DATASET" --missing-rate "$RATE" --use-normalized-data \
+  --gpus "$GPU" --out "$RESULTS/{dataset}/{variant}/run" ${EXTRA_ARGS:-}

@@ -9,6 +9,12 @@ MODEL=${MODEL:-emt-dlfr}  # MODEL=mult (or tfr_net) runs a baseline of the paper
 PY=${PYTHON:-.venv/bin/python}
 [ -n "${PYTHON:-}" ] || make -s venv
 GPU=${1:-0}
+# Every variant gets its own folder: results/sims/emt-dlfr/run_once, .../emt-llfr/... (EXTRA_ARGS=
+# "--no-attraction"), .../emt-hlfr/..., .../emt/..., .../emt-dlfr-ooll/... (--fusion ooll), .../mult/... (MODEL=mult).
+# EMT_DLFR_PRESET and EMT_DLFR_RESULTS replace the preset (sims) and the results root (results), e.g. for a
+# smoke test on synthetic data; by default they are unset.
+DATASET=${EMT_DLFR_PRESET:-sims}
+RESULTS=${EMT_DLFR_RESULTS:-results}
 bash scripts/sims/prepare.sh
-exec "$PY" run.py --model "$MODEL" --dataset sims --sweep --use-normalized-data \
-  --gpus "$GPU" --out "results/sims/$MODEL/run_once" ${EXTRA_ARGS:-}
+exec "$PY" run.py --model "$MODEL" --dataset "$DATASET" --sweep --use-normalized-data \
+  --gpus "$GPU" --out "$RESULTS/{dataset}/{variant}/run_once" ${EXTRA_ARGS:-}
