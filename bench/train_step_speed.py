@@ -75,7 +75,7 @@ class Shapes:
     vision_dim: int
 
 
-#: MOSI shapes (reference §3.1) with a bert-base-sized encoder; ``tiny`` is the test preset's, for dry runs.
+#: MOSI shapes (docs/REFERENCE.md §3.1) with a bert-base-sized encoder; ``tiny`` is the test preset's, for dry runs.
 SHAPES = {
     "mosi": Shapes("mosi", "random:base", 50, 375, 5, 500, 20),
     "tiny": Shapes("tiny", "random:tiny", 12, 20, 5, 16, 6),

@@ -48,7 +48,7 @@ MODEL_TITLES = {"mult": "MulT", "tfr_net": "TFR-Net", "emt-dlfr": "EMT-DLFR"}
 #: How the optimiser steps inside a group of ``update_epochs`` mini-batches whose gradients are summed.
 #: "group": once, after the group's last batch (EMT-DLFR's trainer). "mmsa": after every batch, with the
 #: gradients summed since the group's start, and once more after the group's last batch (the baselines'
-#: trainers, inherited from MMSA; reference-behaviour §8.19).
+#: trainers, inherited from MMSA; docs/REFERENCE.md §8).
 STEP_SCHEDULES = ("group", "mmsa")
 
 
@@ -155,7 +155,7 @@ class ExperimentConfig:
 #: The fields a dataset preset sets for every model (the data, its encoder, its sweep grid, and the
 #: MOSEI-sized run-time defaults); :func:`dataset_fields` copies them from the EMT-DLFR presets.
 DATASET_FIELDS = (
-    "dataset", "data_file", "normalized_data_file", "language", "feature_dims", "label_range", "metric_set",
+    "dataset", "data_file", "normalized_data_file", "feature_dims", "label_range", "metric_set",
     "sweep_rates", "bert", "max_epochs", "checkpoint_every_epoch",
 )
 

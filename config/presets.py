@@ -1,4 +1,4 @@
-"""Per-dataset presets: the reference's EMT-DLFR hyperparameters (reference-behaviour §2).
+"""Per-dataset presets: the reference's EMT-DLFR hyperparameters (docs/REFERENCE.md §2).
 
 Every model's presets start from these: :func:`config.base.dataset_fields` takes the data part
 (file, feature widths, encoder, sweep grid) from them; :func:`config.models.get_config` picks a model's.
@@ -42,7 +42,6 @@ SIMS = dataclasses.replace(
     dataset="sims",
     data_file="SIMS/Processed/unaligned_39.pkl",
     normalized_data_file="SIMS/Processed/unaligned_39_normalized.pkl",
-    language="cn",
     bert="bert-base-chinese",
     feature_dims=(768, 33, 709),
     label_range=(-1.0, 1.0),

@@ -40,7 +40,7 @@ class OfficialFile(NamedTuple):
     sha1: str
 
 
-#: The feature files the reference README lists, with their SHA-1 (reference §2).
+#: The feature files the reference README lists, with their SHA-1 (docs/REFERENCE.md §2).
 OFFICIAL_FILES = (
     OfficialFile("mosi", "MOSI/Processed/unaligned_50.pkl", "5da0b8440fc5a7c3a457859af27458beb993e088"),
     OfficialFile("mosei", "MOSEI/Processed/unaligned_50.pkl", "db3e2cff4d706a88ee156981c2100975513d4610"),

@@ -1,4 +1,4 @@
-"""Loading MMSA feature files into per-split datasets with the missing-feature view (reference §3.2).
+"""Loading MMSA feature files into per-split datasets with the missing-feature view (docs/REFERENCE.md §3.2).
 
 * :func:`load_mmsa` reads a pickle with the restricted unpickler (:mod:`data.safe_pickle`), checks the
   SHA-1 of official files (:mod:`data.integrity`), validates and cleans it (:mod:`data.schema`) and keeps

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: BERT's [UNK] token id; the same in the uncased English and the Chinese vocabularies (reference §3.2).
+#: BERT's [UNK] token id; the same in the uncased English and the Chinese vocabularies (docs/REFERENCE.md §3.2).
 UNK_ID = 100
 #: Position of [CLS], always kept.
 CLS_POSITION = 0

@@ -1,4 +1,4 @@
-"""Validation of an unpickled MMSA feature file (reference §3.1) and its clean-up as in §3.2 steps 1-2.
+"""Validation of an unpickled MMSA feature file (docs/REFERENCE.md §3.1) and its clean-up as in §3.2 steps 1-2.
 
 :func:`validate_mmsa` checks the dict read from a pickle and normalises it in place, so that every later
 stage can trust it:
@@ -9,7 +9,7 @@ stage can trust it:
 * ``text_bert`` is (N, 3, L) = [input ids; attention mask of 1s then 0s starting with [CLS]; segment ids],
   ``audio``/``vision`` are (N, T, d), lengths and labels are (N,), all first dimensions agree, lengths
   lie in 1..T and labels in the dataset's range;
-* features and labels become float32 and lengths int64, as the reference's loader casts them (§3.2 step 1),
+* features and labels become float32 and lengths int64, as the reference's loader casts them (docs/REFERENCE.md §3.2 step 1),
   converting in place of the original arrays so that only one copy is kept;
 * ``-inf`` in audio becomes 0 (§3.2 step 2: MOSI's COVAREP audio has some). Any other non-finite value
   (nan, +inf, or -inf outside audio) is an error, unless ``fix_nonfinite`` is set: then it becomes 0 and

@@ -1,4 +1,4 @@
-"""Parameter counts of an EMT-DLFR model (reference-behaviour §4, §8.16, §8.17b).
+"""Parameter counts of an EMT-DLFR model (docs/REFERENCE.md §4, §8).
 
 Shared modules (the EMT's single CST and pool under the shipped sharing switches) are counted once, as
 ``nn.Module.parameters()`` does. BatchNorm without affine parameters contributes nothing; BERT's pooler is

@@ -1,4 +1,4 @@
-"""DLFR heads: SimSiam projector / predictor and reconstruction heads (reference-behaviour §4.4, §8.9).
+"""DLFR heads: SimSiam projector / predictor and reconstruction heads (docs/REFERENCE.md §4, §8).
 
 * :class:`Projector` - Linear(d, d) -> BatchNorm1d(d, affine=False); no ReLU (a single layer).
 * :class:`Predictor` - Linear(d, p, bias=False) -> BatchNorm1d(p) -> ReLU -> Linear(p, d).

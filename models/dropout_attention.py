@@ -1,4 +1,4 @@
-"""Memory-lean softmax attention with dropout on the probabilities, for CPUs (reference-behaviour §4.3).
+"""Memory-lean softmax attention with dropout on the probabilities, for CPUs (docs/REFERENCE.md §4).
 
 PyTorch's fused CPU attention kernel has no dropout, so ``scaled_dot_product_attention`` with
 ``dropout_p > 0`` falls back to the math path, which keeps three (B, h, Tq, Tk) tensors per call for the

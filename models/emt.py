@@ -1,4 +1,4 @@
-"""The Efficient Multimodal Transformer (EMT) of EMT-DLFR (reference-behaviour §4.3, §8.3, §8.4).
+"""The Efficient Multimodal Transformer (EMT) of EMT-DLFR (docs/REFERENCE.md §4, §8).
 
 Perceiver-style pre-norm blocks:
 
@@ -194,7 +194,7 @@ class CrossSelfTransformer(nn.Module):
     """Half an MPU: target tokens cross-attend to a context, then self-attend, then an FFN (all pre-norm).
 
     ``layers.0`` = [cross PreNorm(Attention) with a context norm, self PreNorm(Attention),
-    PreNorm(FeedForward)]; four LayerNorms, no final norm (reference §4.3).
+    PreNorm(FeedForward)]; four LayerNorms, no final norm (docs/REFERENCE.md §4.3).
     """
 
     def __init__(

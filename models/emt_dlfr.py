@@ -1,4 +1,4 @@
-"""The EMT-DLFR network (reference-behaviour §4): encoders, EMT fusion, DLFR heads and prediction head.
+"""The EMT-DLFR network (docs/REFERENCE.md §4): encoders, EMT fusion, DLFR heads and prediction head.
 
 One Siamese network reads two views of every clip, the complete one and the incomplete one (dropped
 tokens -> [UNK], dropped frames -> zeros), with all weights shared (§4.1). Per view (§4.2):
@@ -60,7 +60,7 @@ TRAINING_ONLY_MODULES = tuple(
 
 
 def projection(in_dim: int, d_model: int) -> nn.Module:
-    """Bias-free Linear(in_dim -> D), or an Identity without weights when in_dim == D (reference §4.2 step 3)."""
+    """Bias-free Linear(in_dim -> D), or an Identity without weights when in_dim == D (docs/REFERENCE.md §4.2 step 3)."""
     return nn.Identity() if in_dim == d_model else nn.Linear(in_dim, d_model, bias=False)
 
 

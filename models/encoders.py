@@ -1,4 +1,4 @@
-"""Audio and vision encoders: ``AuViSubNet`` (reference-behaviour §4.2 step 2, §8.13, §8.16).
+"""Audio and vision encoders: ``AuViSubNet`` (docs/REFERENCE.md §4, §8).
 
 A unidirectional LSTM reads the valid frames of each clip (packed by length). The clip's utterance vector
 is the last layer's final hidden state h_n -> dropout -> ``linear_1``; its local sequence is the padded

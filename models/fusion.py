@@ -1,4 +1,4 @@
-"""Registry of fusion modules selected by ``cfg.fusion`` (reference-behaviour §4.2 step 5).
+"""Registry of fusion modules selected by ``cfg.fusion`` (docs/REFERENCE.md §4).
 
 Every fusion has the same small interface, so alternatives can be added next to the EMT:
 

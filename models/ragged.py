@@ -4,7 +4,7 @@ The fast path skips the padded positions of every per-token operation (projectio
 feed-forward layers; in BERT and in the EMT). A padded batch x (B, T, ...) with a validity mask (B, T) is
 packed into its N valid rows (N, ...); only attention, which mixes tokens of one clip, unpacks them again
 to (B, T, ...) and masks the padded keys. Nothing downstream reads the padded positions: the losses are
-masked to the valid ones, and padded keys are masked in every attention (reference-behaviour §4.3, §5),
+masked to the valid ones, and padded keys are masked in every attention (docs/REFERENCE.md §4, §5),
 so the results at the valid positions are those of the padded computation. Unpacked results hold zeros
 at the padding.
 """

@@ -1,4 +1,4 @@
-"""The BERT text encoder of EMT-DLFR (reference-behaviour §4.2 step 1, §8.17).
+"""The BERT text encoder of EMT-DLFR (docs/REFERENCE.md §4, §8).
 
 The reference fine-tunes a HuggingFace ``BertModel`` (bert-base-uncased for MOSI/MOSEI, bert-base-chinese
 for SIMS) and reads its ``last_hidden_state``; the pooler exists (and is counted in the parameters) but is

@@ -1,4 +1,4 @@
-"""Synthetic multimodal sentiment data in exactly the MMSA pickle schema (reference-behaviour §3.1).
+"""Synthetic multimodal sentiment data in exactly the MMSA pickle schema (docs/REFERENCE.md §3).
 
 The real feature files (MOSI/MOSEI ``unaligned_50.pkl``, SIMS ``unaligned_39.pkl``) cannot be reached
 from the project's machines, so the pipeline is built and tested on look-alikes written here::

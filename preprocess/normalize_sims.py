@@ -85,7 +85,7 @@ def normalize_sims_file(
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m preprocess.normalize_sims",
-        description="Z-normalise SIMS audio and vision with train statistics over valid frames (reference §3.3).",
+        description="Z-normalise SIMS audio and vision with train statistics over valid frames (docs/REFERENCE.md §3.3).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-root", help="data root holding [Datasets/]SIMS/Processed/unaligned_39.pkl")

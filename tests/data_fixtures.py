@@ -1,4 +1,4 @@
-"""Tiny hand-built MMSA feature files for the data-layer tests (format of reference §3.1).
+"""Tiny hand-built MMSA feature files for the data-layer tests (format of docs/REFERENCE.md §3.1).
 
 Splits have 6 / 4 / 5 samples, L = 8 tokens, T_a = 10 audio frames of width 3 and T_v = 7 vision frames of
 width 4; some rows are full length (so the [SEP] sits at index -1) and some have length 1. Padding is zero.

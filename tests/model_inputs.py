@@ -33,7 +33,7 @@ def make_inputs(
     """Model inputs for clips of the given token counts (incl. [CLS]/[SEP]) and frame counts.
 
     The incomplete view replaces a random subset of words by [UNK] and zeroes a random subset of frames,
-    keeping masks and lengths (reference §3.2).
+    keeping masks and lengths (docs/REFERENCE.md §3.2).
     """
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     batch = len(text_lengths)

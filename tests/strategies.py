@@ -2,7 +2,7 @@
 
 * :func:`valid_masks`: (N, T) bool valid-position masks as the loader builds them (text: 1s then 0s with
   at least [CLS]; frames: ``t < length``).
-* :func:`mmsa_dicts`: tiny random MMSA feature dicts (reference §3.1) that the loader must accept, with
+* :func:`mmsa_dicts`: tiny random MMSA feature dicts (docs/REFERENCE.md §3.1) that the loader must accept, with
   random split sizes, lengths, token counts, feature widths, value seeds and the harmless variations real
   files show (float64 / int text, float lengths, (N, 1) labels, Python lists, SIMS unimodal labels).
 * :data:`BENIGN` / :data:`BREAKING`: edits of such a dict that keep it loadable, or that make it certainly

@@ -1,4 +1,4 @@
-"""The missing-feature protocol (reference §3.2 step 3) against hand-built expectations."""
+"""The missing-feature protocol (docs/REFERENCE.md §3.2 step 3) against hand-built expectations."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""utils.metrics against hand-computed values (reference-behaviour §7)."""
+"""utils.metrics against hand-computed values (docs/REFERENCE.md §7)."""
 
 import math
 import warnings

@@ -1,4 +1,4 @@
-"""EMT building blocks and the layer loop (reference §4.3)."""
+"""EMT building blocks and the layer loop (docs/REFERENCE.md §4.3)."""
 
 import copy
 import itertools

@@ -1,4 +1,4 @@
-"""EMTDLFR: outputs, masks, views, batch size 1, encoders of other widths (reference §4.1-4.2, §4.4)."""
+"""EMTDLFR: outputs, masks, views, batch size 1, encoders of other widths (docs/REFERENCE.md §4.1-4.2, §4.4)."""
 
 import torch
 from torch import nn

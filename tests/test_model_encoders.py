@@ -1,4 +1,4 @@
-"""AuViSubNet: packed LSTM encoder of audio / vision (reference §4.2 step 2)."""
+"""AuViSubNet: packed LSTM encoder of audio / vision (docs/REFERENCE.md §4.2 step 2)."""
 
 import torch
 from torch import nn

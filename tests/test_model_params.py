@@ -1,4 +1,4 @@
-"""Parameter counts follow the reference architecture exactly (reference §4, §8.16, §8.17b).
+"""Parameter counts follow the reference architecture exactly (docs/REFERENCE.md §4, §8 item 16).
 
 The expected numbers come from an independent hand formula of the reference network. The non-BERT parts
 use the real dataset configs; BERT is a 1-layer, 768-wide random encoder (same hidden size as bert-base)
@@ -13,7 +13,7 @@ from transformers import BertConfig, BertModel
 from config import get_config
 from models import build_model, describe
 
-#: (audio width, vision width) of the official feature files (reference §2).
+#: (audio width, vision width) of the official feature files (docs/REFERENCE.md §2).
 FEATURE_DIMS = {"mosi": (5, 20), "mosei": (74, 35), "sims": (33, 709)}
 BERT_BASE_UNCASED = 109_482_240
 BERT_BASE_CHINESE = 102_267_648

@@ -1,4 +1,4 @@
-"""SIMS normalisation (reference §3.3) on a tiny pickle: train statistics over valid frames, padding kept."""
+"""SIMS normalisation (docs/REFERENCE.md §3.3) on a tiny pickle: train statistics over valid frames, padding kept."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) of the data layer: the mask protocol and the loader on random inputs.
 
-Mask protocol (reference §3.2 step 3), on random valid masks, rates, seeds, protocols and epochs, both for
+Mask protocol (docs/REFERENCE.md §3.2 step 3), on random valid masks, rates, seeds, protocols and epochs, both for
 :func:`data.missing.keep_mask` and for the items of :class:`MMSADataset` built on random tiny files:
 
 * keep-masks stay inside the valid positions; padded text ids stay 0, padded frames stay zero, lengths,

@@ -1,4 +1,4 @@
-"""preprocess.make_synthetic: the MMSA pickle schema (reference-behaviour §3.1), determinism, readable
+"""preprocess.make_synthetic: the MMSA pickle schema (docs/REFERENCE.md §3), determinism, readable
 text, the label formula's ingredients, and the CLI."""
 
 import math
@@ -116,7 +116,7 @@ def test_schema_of_every_preset(preset, built):
 
 
 def test_declared_specs_match_the_reference_and_the_configs():
-    want = {  # reference §3.1: splits, L, (T_a, d_a), (T_v, d_v), label range
+    want = {  # docs/REFERENCE.md §3.1: splits, L, (T_a, d_a), (T_v, d_v), label range
         "mosi": ((1284, 229, 686), 50, (375, 5), (500, 20), (-3.0, 3.0)),
         "mosei": ((16326, 1871, 4659), 50, (500, 74), (500, 35), (-3.0, 3.0)),
         "sims": ((1368, 456, 457), 39, (400, 33), (55, 709), (-1.0, 1.0)),

@@ -1,6 +1,6 @@
 """One unit of work of the reference's protocol: train and test a model at one missing rate and seed.
 
-For each (rate, seed) cell (reference-behaviour §1 "Sweep protocol" and §6): build the incomplete views
+For each (rate, seed) cell (docs/REFERENCE.md §1, §6): build the incomplete views
 of the three splits at that rate (static masks from the fixed missing seeds), seed everything with the
 training seed, build a fresh model, train it with early stopping, reload the best state and test it
 once on the test split with the incomplete view's prediction.

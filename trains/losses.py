@@ -1,9 +1,9 @@
-"""The DLFR training objective (paper §3.3-3.4; reference-behaviour §4.4 and §5).
+"""The DLFR training objective (paper §3.3-3.4; docs/REFERENCE.md §4, §5).
 
     L = L_task^m + λ_att · (Σ_r L_att,r + L_task^c) + λ_rec · Σ_m L_rec,m
 
 * ``L_task^m`` / ``L_task^c``: L1 between the prediction of the incomplete / complete view and the label.
-  The complete-view task loss sits inside the attraction bracket, as in the reference (§8.2).
+  The complete-view task loss sits inside the attraction bracket, as in the reference (docs/REFERENCE.md §8 item 2).
 * ``L_att,r`` (high-level attraction, SimSiam): for r in {gmc, text, audio, video},
   ``-½ [cos(p_r^m, sg(z_r)) + cos(p_r, sg(z_r^m))]``; the model returns the z's already detached.
 * ``L_rec,m`` (low-level reconstruction): SmoothL1 between the incomplete view's reconstruction and the

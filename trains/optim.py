@@ -1,4 +1,4 @@
-"""The optimiser of reference-behaviour §6: Adam (L2 weight decay, not AdamW) with five parameter groups.
+"""The optimiser of docs/REFERENCE.md §6: Adam (L2 weight decay, not AdamW) with five parameter groups.
 
 1. BERT weights (names containing no bias / LayerNorm term): lr_bert, wd_bert
 2. BERT biases and LayerNorm parameters: lr_bert, no decay

@@ -1,4 +1,4 @@
-"""The paper's published numbers, for overlays and comparisons (reference-behaviour §10).
+"""The paper's published numbers, for overlays and comparisons (docs/REFERENCE.md §10).
 
 AUILC values are Table 6 (MOSI, MOSEI) and Table 7 (SIMS) of the paper (read from the table images of the
 authors' README), on the paper's scale (MAE and Corr as fractions, accuracies and F1 in percent), for
