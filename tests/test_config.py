@@ -64,3 +64,19 @@ def test_text_hidden_size_is_unset_by_default_and_validated():
         get_config("mosi", text_hidden_size="wide")
     # Pinning only refuses encoders; it does not change what is computed, so results stay valid.
     assert config_fingerprint(get_config("mosi", text_hidden_size=768)) == config_fingerprint(mosi)
+
+
+def test_every_variant_and_fusion_has_its_own_results_folder():
+    import run
+    from pathlib import Path
+
+    names = {
+        (True, True, "emt"): "emt-dlfr", (False, True, "emt"): "emt-llfr", (True, False, "emt"): "emt-hlfr",
+        (False, False, "emt"): "emt", (True, True, "ooll"): "emt-dlfr-ooll", (False, False, "oall"): "emt-oall",
+    }
+    for (attraction, reconstruction, fusion), name in names.items():
+        cfg = get_config("mosi", use_attraction=attraction, use_reconstruction=reconstruction, fusion=fusion)
+        assert cfg.run_name == name
+        assert run.results_dir(None, cfg) == Path("results") / "mosi" / name
+        assert run.results_dir("out/{dataset}/{variant}/run_once", cfg) == Path("out") / "mosi" / name / "run_once"
+    assert len(set(names.values())) == len(names)

@@ -1,13 +1,9 @@
 """Turn one or more sweep directories into the paper's tables and curves.
 
-<<<<<<< HEAD
-    python -m utils.report results/mosi/emt-dlfr results/mosi/emt [--paper] [--out DIR]
-    python -m utils.report --table 6 [--results results] [--paper]      # Table 6: MulT, TFR-Net, EMT-DLFR
-    python -m utils.report --table 7 [--results results] [--paper]      # Table 7 (SIMS)
-=======
     python -m utils.report results/mosi/emt-dlfr/run_once results/mosi/emt/run_once [--paper] [--out DIR]
     python -m utils.report results/mosi/{emt,emt-llfr,emt-hlfr,emt-dlfr}/run_once     # the ablation table
->>>>>>> 917a8cf (Each variant and fusion strategy in its own results folder from the scripts (run.py --out fills in {dataset} and {variant}); EMT_DLFR_PRESET / EMT_DLFR_RESULTS let a test run scripts/mosi/run_once.sh itself on the tiny preset for two variants, then the README's report command; the report writes results/<dataset>/report for several sweeps, an SVG whose legend is text, and the README gives the one-command ablation table)
+    python -m utils.report --table 6 [--results results] [--paper]      # Table 6: MulT, TFR-Net, EMT-DLFR
+    python -m utils.report --table 7 [--results results] [--paper]      # Table 7 (SIMS)
 
 Each directory is a sweep written by run.py (``results.json`` + ``config.json``); each becomes one
 variant (MulT, TFR-Net, EMT-DLFR, EMT-HLFR, EMT-LLFR, EMT, or any other config), shown side by side:
@@ -98,13 +94,9 @@ def title(variant: str) -> str:
 
 
 def variant_labels(sweeps: list[dict], dirs: list[Path]) -> list[str]:
-<<<<<<< HEAD
-    """Paper names (EMT-DLFR, MulT, ...); directories that share one get their folder name appended."""
-    names = [title(s["variant"]) for s in sweeps]
-=======
-    """Paper names (EMT-DLFR, ...); directories that share one get their folder name appended."""
-    names = [s.get("name", s["variant"]).upper() for s in sweeps]
->>>>>>> 917a8cf (Each variant and fusion strategy in its own results folder from the scripts (run.py --out fills in {dataset} and {variant}); EMT_DLFR_PRESET / EMT_DLFR_RESULTS let a test run scripts/mosi/run_once.sh itself on the tiny preset for two variants, then the README's report command; the report writes results/<dataset>/report for several sweeps, an SVG whose legend is text, and the README gives the one-command ablation table)
+    """Paper names (EMT-DLFR, MulT, ...; a non-default fusion appended); directories that share one get their
+    folder name appended."""
+    names = [title(s.get("name", s["variant"])) for s in sweeps]
     return [f"{n} ({d.name})" if names.count(n) > 1 else n for n, d in zip(names, dirs)]
 
 
@@ -271,13 +263,9 @@ def paper_table(number: int, results: Path, run_name: str = "run_once", paper: b
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.report", description=__doc__.split("\n\n")[0])
-<<<<<<< HEAD
     parser.add_argument("dirs", nargs="*", type=Path, help="sweep directories written by run.py")
-    parser.add_argument("--out", type=Path, help="where to write (default: <first dir>/../report, or <results>/report)")
-=======
-    parser.add_argument("dirs", nargs="+", type=Path, help="sweep directories written by run.py")
-    parser.add_argument("--out", type=Path, help="where to write (default: report/ in the folder holding all the dirs)")
->>>>>>> 917a8cf (Each variant and fusion strategy in its own results folder from the scripts (run.py --out fills in {dataset} and {variant}); EMT_DLFR_PRESET / EMT_DLFR_RESULTS let a test run scripts/mosi/run_once.sh itself on the tiny preset for two variants, then the README's report command; the report writes results/<dataset>/report for several sweeps, an SVG whose legend is text, and the README gives the one-command ablation table)
+    parser.add_argument("--out", type=Path, help="where to write (default: report/ in the folder holding all the "
+                                                  "dirs, or <results>/report)")
     parser.add_argument("--paper", action="store_true", help="overlay the paper's published values")
     parser.add_argument("--table", type=int, choices=sorted(PAPER_TABLES),
                         help="print the paper's Table 6 (MOSI, MOSEI) or 7 (SIMS) from the sweeps under --results")

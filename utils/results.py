@@ -138,11 +138,8 @@ def aggregate(out_dir: Path, cfg: ExperimentConfig, grid: Iterable[tuple[float, 
     out_dir = Path(out_dir)
     normals = out_dir / "normals"
     seeds = list(seeds)
-<<<<<<< HEAD
-    summary: dict = {"dataset": cfg.dataset, "model": cfg.MODEL, "variant": cfg.variant, "fingerprint": fingerprint,
-=======
-    summary: dict = {"dataset": cfg.dataset, "variant": cfg.variant, "name": cfg.run_name, "fingerprint": fingerprint,
->>>>>>> 917a8cf (Each variant and fusion strategy in its own results folder from the scripts (run.py --out fills in {dataset} and {variant}); EMT_DLFR_PRESET / EMT_DLFR_RESULTS let a test run scripts/mosi/run_once.sh itself on the tiny preset for two variants, then the README's report command; the report writes results/<dataset>/report for several sweeps, an SVG whose legend is text, and the README gives the one-command ablation table)
+    summary: dict = {"dataset": cfg.dataset, "model": cfg.MODEL, "variant": cfg.variant, "name": cfg.run_name,
+                     "fingerprint": fingerprint,
                      "rates": {}}
     agg_rows = []
     for rates in grid:

@@ -13,4 +13,4 @@ GPU=${2:-0}
 DATASET=${EMT_DLFR_PRESET:-mosi}
 RESULTS=${EMT_DLFR_RESULTS:-results}
 exec "$PY" run.py --model "$MODEL" --dataset "$DATASET" --missing-rate "$RATE" --save-model \
-  --gpus "$GPU" --out "$RESULTS/{dataset}/{variant}/run" ${EXTRA_ARGS:-}
+  --device "cuda:$GPU" --out "$RESULTS/$DATASET/{variant}/run" ${EXTRA_ARGS:-}

@@ -16,4 +16,4 @@ GPU=${1:-0}
 DATASET=${EMT_DLFR_PRESET:-mosi}
 RESULTS=${EMT_DLFR_RESULTS:-results}
 exec "$PY" run.py --model "$MODEL" --dataset "$DATASET" --sweep --save-model \
-  --gpus "$GPU" --out "$RESULTS/{dataset}/{variant}/run_once" ${EXTRA_ARGS:-}
+  --gpus "$GPU" --out "$RESULTS/$DATASET/{variant}/run_once" ${EXTRA_ARGS:-}

@@ -14,4 +14,4 @@ DATASET=${EMT_DLFR_PRESET:-sims}
 RESULTS=${EMT_DLFR_RESULTS:-results}
 bash scripts/sims/prepare.sh
 exec "$PY" run.py --model "$MODEL" --dataset "$DATASET" --missing-rate "$RATE" --use-normalized-data \
-  --gpus "$GPU" --out "$RESULTS/{dataset}/{variant}/run" ${EXTRA_ARGS:-}
+  --device "cuda:$GPU" --out "$RESULTS/$DATASET/{variant}/run" ${EXTRA_ARGS:-}

@@ -17,4 +17,4 @@ DATASET=${EMT_DLFR_PRESET:-sims}
 RESULTS=${EMT_DLFR_RESULTS:-results}
 bash scripts/sims/prepare.sh
 exec "$PY" run.py --model "$MODEL" --dataset "$DATASET" --sweep --use-normalized-data \
-  --gpus "$GPU" --out "$RESULTS/{dataset}/{variant}/run_once" ${EXTRA_ARGS:-}
+  --gpus "$GPU" --out "$RESULTS/$DATASET/{variant}/run_once" ${EXTRA_ARGS:-}
