@@ -15,6 +15,10 @@ reference keys to skip); if a real checkpoint disagrees, correct its table, not 
 * ``mult``: the released code's key list (tests/fixtures/mult_mosi_state_dict_keys.tsv); module names
   below ``Model.`` are this project's too; its transformers carry a ``version`` buffer without a
   counterpart, skipped on loading.
+* ``tfr_net``: the released code's key list (tests/fixtures/tfr_net_mosi_state_dict_keys.tsv). Its
+  sub-networks sit in selector wrappers (``align_subnet.Model.``, ``fusion_subnet.Model.``,
+  ``generator_t.Model.linear.``) that this project does not have; its transformers carry two buffers
+  without a counterpart (``version`` and the positional embedding's ``_float_tensor``), skipped on loading.
 
 A shared module appears in a state_dict once per alias (with EMT-DLFR's shipped sharing, the one CST appears
 under every ``mpus.{layer}.{modality}.{direction}`` and the one pool under every ``attn_pools.{layer}``).
@@ -99,6 +103,20 @@ KEY_TABLES: dict[str, KeyTable] = {
             ("{rest}", "Model.{rest}"),
         ),
         ignored=(*BERT_BUFFER_KEYS, r"^Model\.trans_\w+\.version$"),
+    ),
+    "tfr_net": KeyTable(
+        model="tfr_net",
+        rules=(
+            ("text_model.{rest}", "Model.text_model.model.{rest}"),
+            ("generator_{modality}.{rest}", "Model.generator_{modality}.Model.linear.{rest}"),
+            ("align_subnet.{rest}", "Model.align_subnet.Model.{rest}"),
+            ("fusion_subnet.{rest}", "Model.fusion_subnet.Model.{rest}"),
+        ),
+        ignored=(
+            *BERT_BUFFER_KEYS,
+            r"^Model\.align_subnet\.Model\.trans_\w+\.version$",
+            r"^Model\.align_subnet\.Model\.trans_\w+\.embed_positions\._float_tensor$",
+        ),
     ),
 }
 
