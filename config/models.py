@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from config.base import MODEL_NAMES, ExperimentConfig, override
 from config.mult import MULT_PRESETS
+from config.tfr_net import TFR_NET_PRESETS
 from config.presets import PRESETS
 from utils.errors import ConfigError
 
@@ -15,7 +16,7 @@ from utils.errors import ConfigError
 DEFAULT_MODEL = "emt-dlfr"
 
 #: model name -> dataset name -> preset.
-MODEL_PRESETS: dict[str, dict[str, ExperimentConfig]] = {"emt-dlfr": PRESETS, "mult": MULT_PRESETS}
+MODEL_PRESETS: dict[str, dict[str, ExperimentConfig]] = {"emt-dlfr": PRESETS, "mult": MULT_PRESETS, "tfr_net": TFR_NET_PRESETS}
 
 
 def get_config(dataset: str, model: str = DEFAULT_MODEL, **overrides) -> ExperimentConfig:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +9,11 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from config.tfr_net import MOSEI, MOSI, SIMS, TINY, get_tfr_config, validate_tfr
+from config import get_config
+from config.tfr_net import TFR_NET_MOSEI as MOSEI
+from config.tfr_net import TFR_NET_MOSI as MOSI
+from config.tfr_net import TFR_NET_SIMS as SIMS
+from config.tfr_net import TFR_NET_TINY as TINY
 from models.crossmodal_transformer import future_mask, sinusoidal_positions
 from models.reference_checkpoint import (
     from_reference_key,
@@ -34,7 +37,7 @@ def _inputs(batch: dict) -> dict:
 
 
 def _reference_model(cfg, dropout: bool) -> TFRNet:
-    model = TFRNet(cfg, "", True, ti.AUDIO_DIM, ti.VISION_DIM, ti.SEQ_LENS, ti.tiny_bert(dropout))
+    model = TFRNet(cfg, ti.AUDIO_DIM, ti.VISION_DIM, ti.tiny_bert(dropout))
     values = ti.deterministic_state_dict((k, v.shape) for k, v in to_reference_state_dict(model, "tfr_net").items())
     load_reference_state_dict(model, values, "tfr_net")
     return model
@@ -48,10 +51,10 @@ def _close(actual, expected):
 # --- shapes and masks --------------------------------------------------------------------------------
 def test_forward_shapes():
     torch.manual_seed(0)
-    model = TFRNet(ti.CONFIG, "", True, ti.AUDIO_DIM, ti.VISION_DIM, ti.SEQ_LENS, ti.tiny_bert()).eval()
+    model = TFRNet(ti.CONFIG, ti.AUDIO_DIM, ti.VISION_DIM, ti.tiny_bert()).eval()
     out = model(**_inputs(ti.reference_batch()))
     batch, hidden = len(ti.TEXT_LENGTHS), ti.TINY_BERT["hidden_size"]
-    assert out["pred"].shape == (batch, 1)
+    assert out["pred_m"].shape == (batch, 1)
     assert out["gen_text"].shape == out["target_text"].shape == (batch, ti.SEQ_LENS[0], hidden)
     assert out["gen_audio"].shape == (batch, ti.SEQ_LENS[1], ti.AUDIO_DIM)
     assert out["gen_vision"].shape == (batch, ti.SEQ_LENS[2], ti.VISION_DIM)
@@ -61,7 +64,7 @@ def test_prediction_is_per_clip_but_generation_reads_earlier_clips():
     """The final transformers attend over the batch under a causal mask (the reference's quirk): a clip's
     reconstruction depends on the clips before it; its prediction depends on no other clip."""
     torch.manual_seed(0)
-    model = TFRNet(ti.CONFIG, "", True, ti.AUDIO_DIM, ti.VISION_DIM, ti.SEQ_LENS, ti.tiny_bert()).eval()
+    model = TFRNet(ti.CONFIG, ti.AUDIO_DIM, ti.VISION_DIM, ti.tiny_bert()).eval()
     batch = _inputs(ti.reference_batch())
     with torch.no_grad():
         full = model(**batch)
@@ -69,7 +72,7 @@ def test_prediction_is_per_clip_but_generation_reads_earlier_clips():
         changed["audio_m"][0] += 1.0
         other = model(**changed)
         alone = model(**{k: v[:1] for k, v in batch.items()})
-    assert torch.allclose(full["pred"][1:], other["pred"][1:], atol=1e-6)
+    assert torch.allclose(full["pred_m"][1:], other["pred_m"][1:], atol=1e-6)
     assert not torch.allclose(full["gen_audio"][1], other["gen_audio"][1], atol=1e-4)
     assert torch.allclose(alone["gen_vision"][0], full["gen_vision"][0], atol=1e-5)  # clip 0 reads only itself
 
@@ -97,15 +100,15 @@ def test_mask_lengths_is_the_first_zero():
 
 def test_objective_terms():
     torch.manual_seed(0)
-    model = TFRNet(ti.CONFIG, "", True, ti.AUDIO_DIM, ti.VISION_DIM, ti.SEQ_LENS, ti.tiny_bert()).eval()
+    model = TFRNet(ti.CONFIG, ti.AUDIO_DIM, ti.VISION_DIM, ti.tiny_bert()).eval()
     batch = ti.reference_batch()
     with torch.no_grad():
         out = model(**_inputs(batch))
     first_epoch = tfr_loss(out, batch, MOSI.weight_gen_loss, with_generation=False)
     later = tfr_loss(out, batch, MOSI.weight_gen_loss, with_generation=True)
-    assert torch.equal(first_epoch["total"], first_epoch["task"])
+    assert torch.equal(first_epoch["total"], first_epoch["task_m"])
     weighted = sum(w * later[f"rec_{m}"] for w, m in zip(MOSI.weight_gen_loss, ("text", "audio", "vision")))
-    assert torch.allclose(later["total"], later["task"] + weighted)
+    assert torch.allclose(later["total"], later["task_m"] + weighted)
     nothing_dropped = dict(batch, text_missing_mask=batch["text"][:, 1], audio_missing_mask=batch["audio_mask"])
     terms = tfr_loss(out, nothing_dropped, MOSI.weight_gen_loss, with_generation=True)
     assert terms["rec_text"] == 0 and terms["rec_audio"] == 0 and terms["rec_vision"] > 0
@@ -119,8 +122,8 @@ def test_outputs_and_losses_equal_the_authors_model_in_eval():
         out = model(**_inputs(batch))
     terms = tfr_loss(out, batch, ti.CONFIG.weight_gen_loss, with_generation=True)
     expected = REFERENCE["eval"]
-    _close(out["pred"].view(-1), expected["pred"])
-    _close(terms["task"], expected["task"])
+    _close(out["pred_m"].view(-1), expected["pred"])
+    _close(terms["task_m"], expected["task"])
     _close(terms["gen"], expected["gen"])
     _close([terms["rec_text"], terms["rec_audio"], terms["rec_vision"]], expected["rec"])
 
@@ -132,8 +135,8 @@ def test_training_forward_and_gradients_equal_the_authors_model():
     terms = tfr_loss(out, batch, ti.CONFIG.weight_gen_loss, with_generation=True)
     terms["total"].backward()
     expected = REFERENCE["train_dropout_free"]
-    _close(out["pred"].detach().view(-1), expected["pred"])
-    _close(terms["task"].detach(), expected["task"])
+    _close(out["pred_m"].detach().view(-1), expected["pred"])
+    _close(terms["task_m"].detach(), expected["task"])
     _close(terms["gen"].detach(), expected["gen"])
     params = dict(model.named_parameters())
     for ref_key, norm in expected["grad_norms"].items():
@@ -157,7 +160,7 @@ TSV_BERT_INTERMEDIATE = 256
 
 def _mosi_model_with_one_layer_bert() -> TFRNet:
     bert = BertModel(BertConfig(num_hidden_layers=1, intermediate_size=TSV_BERT_INTERMEDIATE))
-    return TFRNet(MOSI, "", True, MOSI.feature_dims[1], MOSI.feature_dims[2], MOSI.seq_lens, bert)
+    return TFRNet(MOSI, MOSI.feature_dims[1], MOSI.feature_dims[2], bert)
 
 
 def test_the_authors_mosi_key_layout_loads_exactly():
@@ -177,10 +180,10 @@ def test_the_authors_mosi_key_layout_loads_exactly():
 # --- configuration -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("dataset,audio,vision", [("mosi", 5, 20), ("mosei", 74, 35), ("sims", 33, 709)])
 def test_parameter_counts_equal_the_authors(dataset, audio, vision):
-    cfg = get_tfr_config(dataset)
+    cfg = get_config(dataset, "tfr_net")
     vocab = 21128 if dataset == "sims" else 30522
     with torch.device("meta"):
-        model = TFRNet(cfg, "", True, audio, vision, cfg.seq_lens, BertModel(BertConfig(vocab_size=vocab)))
+        model = TFRNet(cfg, audio, vision, BertModel(BertConfig(vocab_size=vocab)))
     total = sum(p.numel() for p in model.parameters())
     bert = sum(p.numel() for p in model.text_model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -193,10 +196,14 @@ AUTHORS_MOSI = dict(
     text_dropout=0.2, conv1d_kernel_size_l=1, conv1d_kernel_size_a=5, conv1d_kernel_size_v=3, attn_dropout=0.2,
     attn_dropout_a=0.1, attn_dropout_v=0.0, relu_dropout=0.2, embed_dropout=0.2, res_dropout=0.2,
     dst_feature_dim_nheads=(30, 6), nlevels=3, fusion_t_hid=36, fusion_a_hid=20, fusion_v_hid=48,
-    fusion_gru_layers=3, fusion_drop=0.2, cls_hidden_dim=128, cls_dropout=0.0, grad_clip=0.8, patience=5,
+    fusion_gru_layers=3, fusion_drop=0.2, cls_hidden_dim=128, cls_dropout=0.0, grad_clip=0.8, plateau_patience=5,
     weight_gen_loss=(5, 2, 20), attn_mask=True, seq_lens=(50, 375, 500), feature_dims=(768, 5, 20),
+    # the TFR-Net common block and trainer: fine-tuned BERT, 4-batch groups, MMSA steps, rounded L1 "Loss"
+    batch_size=16, learning_rate_bert=1e-5, learning_rate_other=2e-3, weight_decay_bert=1e-4,
+    weight_decay_other=1e-3, update_epochs=4, early_stop=6, use_finetune=True, key_eval="Loss",
+    step_schedule="mmsa", eval_loss_decimals=4,
 )
-AUTHORS_SIMS_CHANGES = dict(relu_dropout=0.0, embed_dropout=0.1, nlevels=2, cls_dropout=0.1, patience=10,
+AUTHORS_SIMS_CHANGES = dict(relu_dropout=0.0, embed_dropout=0.1, nlevels=2, cls_dropout=0.1, plateau_patience=10,
                             weight_gen_loss=(1, 0.01, 0.0001), seq_lens=(39, 400, 55), feature_dims=(768, 33, 709))
 
 
@@ -210,10 +217,9 @@ def test_config_values_are_the_authors():
 
 
 def test_validation_refuses_shapes_the_network_cannot_take():
-    validate_tfr(TINY)
     with pytest.raises(ConfigError, match="multiple of the head count"):
-        validate_tfr(dataclasses.replace(TINY, dst_feature_dim_nheads=(10, 3)))
+        get_config("tiny", "tfr_net", dst_feature_dim_nheads="10,3")
     with pytest.raises(ConfigError, match="odd positive kernel"):
-        validate_tfr(dataclasses.replace(TINY, conv1d_kernel_size_a=4))
-    with pytest.raises(ConfigError, match="unknown dataset"):
-        get_tfr_config("imdb")
+        get_config("tiny", "tfr_net", conv1d_kernel_size_a=4)
+    with pytest.raises(ConfigError, match="unknown config key.*tfr_net: fusion_layers"):
+        get_config("tiny", "tfr_net", fusion_layers=2)

@@ -13,7 +13,7 @@ import zlib
 import torch
 from transformers import BertConfig, BertModel
 
-from config.tfr_net import MOSI
+from config.tfr_net import TFR_NET_MOSI
 
 CLS_ID, SEP_ID, UNK_ID = 101, 102, 100
 FIRST_WORD_ID, LAST_WORD_ID = 1000, 2000
@@ -30,7 +30,7 @@ DROP_RATE = 0.4
 SEED = 11
 
 #: MOSI's TFR-Net settings at the batch's shapes (the widths come from the tiny BERT and the features).
-CONFIG = dataclasses.replace(MOSI, seq_lens=SEQ_LENS, feature_dims=(TINY_BERT["hidden_size"], AUDIO_DIM, VISION_DIM))
+CONFIG = dataclasses.replace(TFR_NET_MOSI, seq_lens=SEQ_LENS)
 #: The same without any dropout, for a deterministic training-mode forward.
 DROPOUT_FREE = dataclasses.replace(CONFIG, text_dropout=0.0, attn_dropout=0.0, attn_dropout_a=0.0, attn_dropout_v=0.0,
                                    relu_dropout=0.0, embed_dropout=0.0, res_dropout=0.0, fusion_drop=0.0)

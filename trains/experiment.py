@@ -8,6 +8,8 @@ once on the test split with the incomplete view's prediction.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import time
@@ -108,7 +110,10 @@ def model_for(cfg: ExperimentConfig, datasets: dict):
     train = datasets["train"]
     _, audio_dim, vision_dim = train.feature_dims
     check_bert_folder_config(cfg)
-    model = model_spec(cfg).build(cfg, audio_dim, vision_dim)
+    spec = model_spec(cfg)
+    if spec.data_settings is not None:  # e.g. TFR-Net's widths that follow the data's padded lengths
+        cfg = dataclasses.replace(cfg, **spec.data_settings(train))
+    model = spec.build(cfg, audio_dim, vision_dim)
     model.set_fast_path(cfg.fast_path)
     model = maybe_compile(model, cfg)
     check_text_hidden_size(cfg, model.text_model)

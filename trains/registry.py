@@ -14,13 +14,17 @@ optimiser and registering them here, not another training loop:
 * ``optimizer(cfg, model)``: the optimiser with the model's parameter groups (freezing BERT when the
   config says so);
 * ``describe(model)``: parameter counts for ``--describe``;
+* optional: ``loss_term``, the term whose batch mean validation reports as "Loss" (default ``"total"``);
+  ``epoch_objective(cfg, epoch)``, the training objective of an epoch when it changes with the epoch;
+  ``data_settings(dataset)``, config fields the network takes from the training split (TFR-Net's padded
+  lengths);
 * the reference checkpoint key table: ``KEY_TABLES[name]`` in :mod:`models.reference_checkpoint`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +33,10 @@ from torch import nn
 from config import MODEL_NAMES, ExperimentConfig
 from models import build_model, describe
 from models.mult import build_mult
+from models.tfr_net.model import build_tfr_net
 from trains.losses import dlfr_loss
 from trains.optim import build_optimizer
+from trains.tfr_net import LOSS_TERM, objective_for_epoch, tfr_net_objective, tfr_net_optimizer
 from utils.errors import ConfigError
 
 
@@ -43,6 +49,9 @@ class ModelSpec:
     objective: Callable[[dict, dict, ExperimentConfig], dict[str, torch.Tensor]]
     optimizer: Callable[[ExperimentConfig, nn.Module], torch.optim.Optimizer]
     describe: Callable[[nn.Module], dict[str, int]]
+    loss_term: str = "total"
+    epoch_objective: Optional[Callable[[ExperimentConfig, int], Callable]] = None
+    data_settings: Optional[Callable[[Any], dict[str, Any]]] = None
 
 
 def count_parameters(model: nn.Module, frozen_bert: bool) -> dict[str, int]:
@@ -83,6 +92,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     "emt-dlfr": ModelSpec("emt-dlfr", build_model, dlfr_loss, build_optimizer, _describe_emt),
     "mult": ModelSpec("mult", build_mult, task_loss, single_group_adam,
                       lambda model: count_parameters(model, frozen_bert=not model.use_finetune)),
+    "tfr_net": ModelSpec("tfr_net", build_tfr_net, tfr_net_objective, tfr_net_optimizer,
+                         lambda model: count_parameters(model, frozen_bert=not model.use_finetune),
+                         loss_term=LOSS_TERM, epoch_objective=objective_for_epoch,
+                         data_settings=lambda dataset: {"seq_lens": dataset.seq_lens}),
 }
 
 

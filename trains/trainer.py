@@ -130,6 +130,8 @@ class Trainer:
         self.model = model.to(self.device)
         spec = model_spec(cfg)
         self.objective = spec.objective
+        self.epoch_objective = spec.epoch_objective
+        self.loss_term = spec.loss_term
         self.optimizer = spec.optimizer(cfg, model)
         self.scheduler = None
         if cfg.plateau_patience is not None:
@@ -139,8 +141,9 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------
     def evaluate(self, loader, desc: str = "eval") -> dict:
-        """Metrics of the incomplete view's prediction, plus the mean total loss ("Loss") and the mean
-        incomplete-view task loss ("Loss(pred_m)") over batches, in eval mode."""
+        """Metrics of the incomplete view's prediction, plus the mean of the model's loss term ("Loss": the
+        total loss, or the registry's ``loss_term``) and the mean incomplete-view task loss ("Loss(pred_m)")
+        over batches, in eval mode."""
         self.model.eval()
         preds, labels, losses = [], [], []
         with torch.no_grad():
@@ -151,7 +154,7 @@ class Trainer:
                     terms = self.objective(out, batch, self.cfg)
                 preds.append(out["pred_m"].float().view(-1))  # kept on the device: one copy to the host at the end
                 labels.append(batch["labels"]["M"].float().view(-1))
-                losses.append(torch.stack([terms["total"], terms["task_m"]]))
+                losses.append(torch.stack([terms[self.loss_term], terms["task_m"]]))
         preds, labels, losses = (torch.cat(preds).cpu(), torch.cat(labels).cpu(), torch.stack(losses).cpu().double())
         results = eval_regression(preds.numpy(), labels.numpy(), self.cfg.metric_set)
         results["Loss"] = float(np.mean(losses[:, 0].numpy()))
@@ -162,6 +165,7 @@ class Trainer:
 
     def train_epoch(self, loader, epoch: int) -> dict:
         cfg, model, optimizer = self.cfg, self.model, self.optimizer
+        objective = self.objective if self.epoch_objective is None else self.epoch_objective(cfg, epoch)
         model.train()
         preds, labels, losses = [], [], []
         num_batches = len(loader)
@@ -172,7 +176,7 @@ class Trainer:
             batch = to_device(batch, self.device)
             with autocast_context(cfg, self.device):
                 out = forward_batch(model, batch)
-                terms = self.objective(out, batch, cfg)
+                terms = objective(out, batch, cfg)
             # the batch's one read from the device: every loss term at once, for the divergence stop and the log
             values = dict(zip(terms, torch.stack([value.detach() for value in terms.values()]).tolist()))
             for name, value in values.items():

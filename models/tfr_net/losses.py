@@ -37,15 +37,15 @@ def reconstruction_terms(out: dict, batch: dict) -> dict[str, tuple[torch.Tensor
 
 
 def tfr_loss(out: dict, batch: dict, weights: tuple[float, float, float], with_generation: bool) -> dict:
-    """All terms of one batch: "task" (L1 to ``batch["labels"]["M"]``), "rec_text" / "rec_audio" /
-    "rec_vision", "gen" (their weighted sum) and "total", the back-propagated objective."""
-    label = batch["labels"]["M"].to(out["pred"].dtype).view(-1)  # (B,)
-    terms = {"task": F.l1_loss(out["pred"].view(-1), label)}
+    """All terms of one batch: "task_m" (L1 of ``pred_m`` to ``batch["labels"]["M"]``), "rec_text" /
+    "rec_audio" / "rec_vision", "gen" (their weighted sum) and "total", the back-propagated objective."""
+    label = batch["labels"]["M"].to(out["pred_m"].dtype).view(-1)  # (B,)
+    terms = {"task_m": F.l1_loss(out["pred_m"].view(-1), label)}
     gen = 0.0
     for weight, (name, (pred, target, mask)) in zip(weights, reconstruction_terms(out, batch).items()):
         term = reconstruction_loss(pred, target.to(pred.dtype), mask)
         terms[f"rec_{name}"] = term
         gen = gen + weight * term
     terms["gen"] = gen
-    terms["total"] = terms["task"] + gen if with_generation else terms["task"]
+    terms["total"] = terms["task_m"] + gen if with_generation else terms["task_m"]
     return terms

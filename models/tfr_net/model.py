@@ -48,21 +48,27 @@ class TFRNet(nn.Module):
     ``text_model`` (BERT) is the only sub-module the optimiser treats apart; everything else is "other".
     """
 
-    def __init__(self, cfg: TFRNetConfig, bert: str, use_finetune: bool, audio_dim: int, vision_dim: int,
-                 seq_lens: tuple[int, int, int], text_encoder: Optional[nn.Module] = None):
+    #: Batch keys of the forward arguments, in order.
+    INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
+
+    def __init__(self, cfg: TFRNetConfig, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None):
+        """The network for ``cfg`` (its ``seq_lens``: the padded lengths the final attentions are as wide as)
+        and the data's audio / vision widths; BERT from ``cfg.bert`` unless ``text_encoder`` is given."""
         super().__init__()
-        self.tfr_config = cfg
-        self.use_finetune = use_finetune
-        self.text_model = text_encoder if text_encoder is not None else load_text_encoder(bert)
+        self.use_finetune = cfg.use_finetune
+        self.text_model = text_encoder if text_encoder is not None else load_text_encoder(cfg.bert)
         text_dim = self.text_model.config.hidden_size
         feature_dims = (text_dim, audio_dim, vision_dim)
-        self.seq_lens = tuple(seq_lens)
+        self.seq_lens = tuple(cfg.seq_lens)
         self.align_subnet = CrossmodalAlignment(cfg, feature_dims, self.seq_lens)
         aligned = ALIGNED_PARTS * cfg.d_model
         self.generator_t = nn.Linear(aligned, text_dim)
         self.generator_a = nn.Linear(aligned, audio_dim)
         self.generator_v = nn.Linear(aligned, vision_dim)
         self.fusion_subnet = GatedFusion(cfg, (aligned, aligned, aligned))
+
+    def set_fast_path(self, enabled: bool) -> None:
+        """No-op: TFR-Net computes the same way on both paths (scaled_dot_product_attention throughout)."""
 
     def _bert(self, text: torch.Tensor) -> torch.Tensor:
         """(N, 3, L) float [ids; mask; segments] -> last_hidden_state (N, L, H)."""
@@ -74,7 +80,7 @@ class TFRNet(nn.Module):
     def forward(self, text, text_m, audio, audio_m, audio_lengths, vision, vision_m, vision_lengths) -> dict:
         """text, text_m (B, 3, L_t); audio, audio_m (B, L_a, D_a); vision, vision_m (B, L_v, D_v); lengths (B,).
 
-        Returns ``pred`` (B, 1); ``gen_text`` / ``target_text`` (B, L_t, H); ``gen_audio`` (B, L_a, D_a);
+        Returns ``pred_m`` (B, 1), the incomplete view's prediction; ``gen_text`` / ``target_text`` (B, L_t, H); ``gen_audio`` (B, L_a, D_a);
         ``gen_vision`` (B, L_v, D_v).
         """
         lengths = (text.shape[2], audio.shape[1], vision.shape[1])
@@ -90,10 +96,15 @@ class TFRNet(nn.Module):
         vision_mask = frame_mask(vision_lengths, vision.shape[1])
         pred = self.fusion_subnet((h_l, text_mask), (h_a, audio_mask), (h_v, vision_mask))
         return {
-            "pred": pred,
+            "pred_m": pred,
             "gen_text": self.generator_t(g_l),
             "target_text": text_states,
             "gen_audio": self.generator_a(g_a),
             "gen_vision": self.generator_v(g_v),
         }
 
+
+
+def build_tfr_net(cfg: TFRNetConfig, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None) -> TFRNet:
+    """TFR-Net for ``cfg`` (:class:`config.tfr_net.TFRNetConfig`) and the dataset's audio / vision widths."""
+    return TFRNet(cfg, audio_dim, vision_dim, text_encoder)
