@@ -5,10 +5,11 @@
 2. The training step at MOSI's shapes, batch 32 (bench/train_step_speed.py, one process each): ``fast``,
    ``plain``, ``fast`` with bf16 autocast and ``fast`` with ``--deterministic``: median time and peak CUDA
    memory of the timed steps.
-3. Packing: the fast step timed in 2 and 4 processes at once on the one GPU (cells per GPU).
-4. One full training cell of the synthetic ``mosi`` preset (real shapes and sizes, written by
+3. One full training cell of the synthetic ``mosi`` preset (real shapes and sizes, written by
    preprocess/make_synthetic.py) with MOSI's hyperparameters through ``run.py`` (missing rate 0.5, one seed;
-   a bert-base-sized random encoder, since the machine has no internet), timed.
+   a bert-base-sized random encoder, since the machine has no internet), timed; a cell cut by the budget
+   still records its finished epochs and seconds per epoch.
+4. Packing: the fast step timed in 2 and 4 processes at once on the one GPU (cells per GPU).
 5. The full MOSI sweep's wall time (11 rates x 3 seeds) estimated for 1, 2 and 4 cells per GPU: cells run
    in rounds of k, each round lasting one cell's time scaled by the packed step's slowdown.
 
@@ -188,10 +189,26 @@ def training_cell(plan: Plan, stages: Stages, work: Path) -> dict | None:
     ran = stages.run("training cell", command, timeout_s=300, env={"OMP_NUM_THREADS": str(plan.threads)})
     cells = sorted(out_dir.glob("cells/*/*.json"))
     if ran is None or not cells:
+        stages.status["training cell"].update(finished_epochs(out_dir))
         return None
     record = json.loads(cells[0].read_text())
     return {"seconds": record["seconds"], "epochs": record["epochs"], "best_epoch": record["best_epoch"],
             "seconds_per_epoch": round(record["seconds"] / max(1, record["epochs"]), 2), "test": record["test"]}
+
+
+#: An epoch line of run.py's log file: "<date> <time>,<ms> INFO trains.trainer.epochs: epoch N | train ...".
+EPOCH_LINE = re.compile(r"^(\S+ \S+),\d+ \S+ \S+ epoch (\d+) \| train")
+
+
+def finished_epochs(out_dir: Path) -> dict:
+    """How far an unfinished cell got, from its log: epochs finished and seconds per epoch (between the first
+    and the last epoch line), so that a cell cut by the budget still says what an epoch costs."""
+    lines = [m for log in out_dir.glob("logs/*.log") for m in map(EPOCH_LINE.match, log.read_text().splitlines()) if m]
+    if not lines:
+        return {"epochs_finished": 0}
+    stamps = [time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) for m in lines]
+    per_epoch = (stamps[-1] - stamps[0]) / (len(lines) - 1) if len(lines) > 1 else None
+    return {"epochs_finished": len(lines), "seconds_per_epoch": per_epoch}
 
 
 def sweep_estimate(cell_s: float | None, packed: dict) -> dict:
@@ -244,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu_check-", dir=args.work) as work:
         tier = cuda_tier(plan, stages)
         steps = step_benchmarks(plan, stages)
+        cell = training_cell(plan, stages, Path(work))  # before packing: the sweep estimate needs it most
         packed = packed_steps(plan, stages, steps.get("fast"))
-        cell = training_cell(plan, stages, Path(work))
     estimate = sweep_estimate(cell["seconds"] if cell else None, packed)
     bf16 = steps.get("fast bf16", {}).get("median_s")
     record = {

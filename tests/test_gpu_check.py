@@ -69,3 +69,14 @@ def test_model_step_benchmark_builds_on_the_step_benchmarks_shapes():
 
     assert model_step.MOSI == step_bench.SHAPES["mosi"]
     assert model_step.build.__module__ == "bench.model_step"
+
+
+def test_an_unfinished_cell_still_reports_its_epochs(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "run.log").write_text(
+        "2026-11-30 10:00:00,001 INFO emt_dlfr: device: cuda:0\n"
+        "2026-11-30 10:00:10,002 INFO trains.trainer.epochs: epoch 1 | train Loss=1.0 | valid Loss=1.0 | best\n"
+        "2026-11-30 10:00:22,003 INFO trains.trainer.epochs: epoch 2 | train Loss=0.9 | valid Loss=0.9 | best\n"
+        "2026-11-30 10:00:34,004 INFO trains.trainer.epochs: epoch 3 | train Loss=0.8 | valid Loss=1.1\n")
+    assert gpu_check.finished_epochs(tmp_path) == {"epochs_finished": 3, "seconds_per_epoch": 12.0}
