@@ -69,19 +69,23 @@ class Plan:
     bert: str
     packing: tuple[int, ...]
     budget_s: int
+    #: Each stage's own timeout is multiplied by this; the CPU dry run leaves it to the overall budget, since a
+    #: loaded test machine can take minutes just to start a process.
+    stage_timeout_scale: float = 1.0
 
 
 def plan_for(device: str, budget_s: int) -> Plan:
     if device == "cpu":
-        return Plan("cpu", "tiny", 2, 1, 1, 1, "tiny", "random:tiny", (1, 2), budget_s)
+        return Plan("cpu", "tiny", 2, 1, 1, 1, "tiny", "random:tiny", (1, 2), budget_s, stage_timeout_scale=100.0)
     return Plan(device, "mosi", 32, 3, 10, 4, "mosi", "random:base", PACKING, budget_s)
 
 
 class Stages:
     """Runs commands against one deadline and records each stage's status, time and (on failure) output."""
 
-    def __init__(self, budget_s: int):
+    def __init__(self, budget_s: int, timeout_scale: float = 1.0):
         self.deadline = time.monotonic() + budget_s
+        self.timeout_scale = timeout_scale
         self.status: dict[str, dict] = {}
 
     def remaining(self) -> float:
@@ -89,7 +93,7 @@ class Stages:
 
     def run(self, name: str, command: list[str], timeout_s: float, env: dict | None = None) -> str | None:
         """stdout of ``command``, or None (status recorded) when it failed, timed out or no time was left."""
-        timeout = min(timeout_s, self.remaining())
+        timeout = min(timeout_s * self.timeout_scale, self.remaining())
         if timeout <= 0:
             self.status[name] = {"status": "skipped", "why": "the overall budget was spent"}
             return None
@@ -151,7 +155,7 @@ def packed_steps(plan: Plan, stages: Stages, single: dict | None) -> dict:
         if k == 1:
             continue
         name = f"packing {k}"
-        timeout = min(180, stages.remaining())
+        timeout = min(180 * stages.timeout_scale, stages.remaining())
         if timeout <= 0:
             stages.status[name] = {"status": "skipped", "why": "the overall budget was spent"}
             continue
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no CUDA device is visible; `--device cpu` runs the dry run", file=sys.stderr)
         return 2
     plan = plan_for(args.device, args.budget)
-    stages = Stages(args.budget)
+    stages = Stages(args.budget, plan.stage_timeout_scale)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="gpu_check-", dir=args.work) as work:
         tier = cuda_tier(plan, stages)
