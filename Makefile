@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo clean
+.PHONY: venv test mutation demo clean
 
 venv: $(STAMP)
 
@@ -18,8 +18,15 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests
 
+# Mutation testing of the modules where a silent bug changes a reported number (setup.cfg [mutmut];
+# docs/TESTING.md has the scores and how long it takes). Low priority and two workers: the machine may be
+# shared. Not part of `make test`.
+mutation: $(STAMP)
+	nice -n 10 $(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
+
 demo: $(STAMP)
 	$(PY) -m utils.demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache mutants

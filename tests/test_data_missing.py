@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data.missing import UNK_ID, frame_valid_mask, keep_mask, mask_frames, mask_text_ids
+from data.missing import UNK_ID, frame_valid_mask, keep_mask, mask_frames, mask_rng, mask_text_ids
 from tests.data_fixtures import isolated_data_state, make_mmsa  # noqa: F401 (fixture)
 
 SEED_T, SEED_A = 111, 1111
@@ -156,3 +156,37 @@ def test_lnln_draws_one_rate_per_sample_after_the_reference_draw(audio_split):
 def test_unknown_protocol_is_refused():
     with pytest.raises(ValueError, match="protocol"):
         keep_mask(np.ones((2, 3), dtype=bool), 0.1, 1, is_text=False, protocol="dynamic")
+
+
+def test_a_position_whose_draw_equals_the_rate_is_dropped():
+    """The reference keeps a position only when U > r strictly: at U == r it is dropped."""
+    valid = np.ones((2, 3), dtype=bool)
+    first_draw = np.random.RandomState(SEED_A).uniform(size=valid.shape)[0, 0]
+    keep = keep_mask(valid, first_draw, SEED_A, is_text=False)
+    assert not keep[0, 0]
+    np.testing.assert_array_equal(keep, np.random.RandomState(SEED_A).uniform(size=valid.shape) > first_draw)
+
+
+def test_a_numeric_valid_mask_is_read_as_booleans(text_bert):
+    """The text valid mask arrives as the float row of ``text_bert``; the keep-mask is boolean all the same."""
+    attention = text_bert[:, 1]  # float32 0/1
+    got = keep_mask(attention, 0.5, SEED_T, is_text=True)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, keep_mask(attention == 1, 0.5, SEED_T, is_text=True))
+    frames = np.array([[1, 1, 0], [1, 0, 0]], dtype=np.int64)
+    assert keep_mask(frames, 0.0, SEED_A, is_text=False).dtype == bool
+
+
+def test_mask_generator_of_each_epoch():
+    """Epoch 0 (and the default) is the reference's RandomState(seed); epoch e > 0 is seeded from
+    SeedSequence([seed, e])."""
+    np.testing.assert_array_equal(mask_rng(SEED_A).uniform(size=4), np.random.RandomState(SEED_A).uniform(size=4))
+    epoch3 = np.random.RandomState(np.random.SeedSequence([SEED_A, 3]).generate_state(1)[0])
+    np.testing.assert_array_equal(mask_rng(SEED_A, 3).uniform(size=4), epoch3.uniform(size=4))
+
+
+def test_masked_ids_keep_the_ids_dtype():
+    ids = np.array([101, 7, 102, 0], dtype=np.float32)
+    out = mask_text_ids(ids, np.array([1, 1, 1, 0], dtype=np.float32), np.array([1, 0, 1, 0], dtype=bool))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [101, 100, 102, 0])

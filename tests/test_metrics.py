@@ -280,3 +280,18 @@ def test_auilc_row_rounds_the_means_first():
     rates = [round(0.1 * i, 1) for i in range(11)]
     assert auilc_row({"x": means}, rates)["x"] == 70.4
     assert round(auilc(means, rates), 1) == 70.5  # the unrounded area would print 70.5
+
+
+def test_sims_clips_the_truths_too():
+    """The reference clips both sides to [-1, 1]: a label of 1.4 scores like 1.0, -1.6 like -1.0."""
+    pred = [1.0, -1.0, 0.5, -0.2]
+    m = eval_regression(pred, [1.4, -1.6, 0.4, -0.3], "sims")
+    assert m == eval_regression(pred, [1.0, -1.0, 0.4, -0.3], "sims")
+    assert m["MAE"] == pytest.approx((0 + 0 + 0.1 + 0.1) / 4, abs=1e-12)
+
+
+def test_auilc_error_messages_name_the_offending_rates():
+    with pytest.raises(ConfigError, match=r"must start at 0.0 \(the complete-data point\), got 0.1$"):
+        auilc([1, 2], [0.1, 0.2])
+    with pytest.raises(ConfigError, match=r"missing rates must be finite numbers, got \[0.0, inf\]"):
+        auilc([1, 2], [0.0, float("inf")])

@@ -1,0 +1,171 @@
+"""Result files of a sweep (utils/results.py) byte for byte, from cells with hand-checkable numbers.
+
+Seeds 1, 2, 3. At rate 0.0: MAE 0.70/0.80/0.95 (x100: 70, 80, 95; mean 81.67, population std 10.27),
+Corr 0.50/0.40/0.45 (mean 45.00, std 4.08). At rate 0.5: MAE 1.00/1.10/1.31 (mean 113.67, std 12.92),
+Corr 0.21/0.30/0.10 (mean 20.33, std 8.18). AUILC over (0, 0.5): MAE (81.67 + 113.67) / 2 * 0.5 = 48.8,
+Corr (45 + 20.33) / 2 * 0.5 = 16.3. One per-modality cell (0.5, 0, 0) with one seed stays out of the AUILC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from config import get_config
+from utils.errors import ConfigError
+from utils.results import (
+    aggregate,
+    cell_path,
+    config_fingerprint,
+    prepare_out_dir,
+    rate_tag,
+    read_cell,
+    write_cell,
+)
+
+SEEDS = (1, 2, 3)
+CELLS = {
+    0.0: {"MAE": (0.70, 0.80, 0.95), "Corr": (0.50, 0.40, 0.45)},
+    0.5: {"MAE": (1.00, 1.10, 1.31), "Corr": (0.21, 0.30, 0.10)},
+}
+GRID = [(0.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, 0.0, 0.0), (1.0, 1.0, 1.0)]  # rate 1.0 has no finished cell
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    cfg = get_config("tiny")
+    fingerprint = prepare_out_dir(tmp_path, cfg)
+    for rate, metrics in CELLS.items():
+        for i, seed in enumerate(SEEDS):
+            write_cell(tmp_path, {"rates": [rate] * 3, "seed": seed, "fingerprint": fingerprint,
+                                  "test": {name: values[i] for name, values in metrics.items()}})
+    write_cell(tmp_path, {"rates": [0.5, 0.0, 0.0], "seed": 1, "fingerprint": fingerprint,
+                          "test": {"MAE": 0.9, "Corr": 0.3}})
+    summary = aggregate(tmp_path, cfg, GRID, SEEDS, fingerprint)
+    return tmp_path, summary, fingerprint
+
+
+def test_per_rate_csv_is_mean_and_population_std_x100(sweep):
+    out, _, _ = sweep
+    assert (out / "normals" / "tiny-regression-0.0.csv").read_text() == (
+        'Model,Corr,MAE\nemt-dlfr,"(45.00, 4.08)","(81.67, 10.27)"\n'
+    )
+    assert (out / "normals" / "tiny-regression-0.5.csv").read_text() == (
+        'Model,Corr,MAE\nemt-dlfr,"(20.33, 8.18)","(113.67, 12.92)"\n'
+    )
+    assert (out / "normals" / "tiny-regression-0.5-0-0.csv").read_text() == (
+        'Model,Corr,MAE\nemt-dlfr,"(30.00, 0.00)","(90.00, 0.00)"\n'
+    )
+    assert not (out / "normals" / "tiny-regression-1.0.csv").exists()
+
+
+def test_detail_csv_has_seed_rows_then_mean_max_and_min_with_their_seeds(sweep):
+    out, _, _ = sweep
+    assert (out / "normals" / "tiny-regression-0.5-detail.csv").read_text() == (
+        "Model,Seed,Corr,MAE\n"
+        "emt-dlfr,1,21.0,100.0\n"
+        "emt-dlfr,2,30.0,110.0\n"
+        "emt-dlfr,3,10.0,131.0\n"
+        'emt-dlfr,<mean/std>,"(20.33, 8.18)","(113.67, 12.92)"\n'
+        'emt-dlfr,<max/seed>,"(30.00, 2)","(131.00, 3)"\n'
+        'emt-dlfr,<min/seed>,"(10.00, 3)","(100.00, 1)"\n'
+    )
+
+
+def test_aggregated_csv_has_a_row_per_rate_and_the_auilc_row(sweep):
+    out, _, _ = sweep
+    assert (out / "normals" / "tiny-regression-aggregated.csv").read_text() == (
+        "rate,Corr,MAE,Corr_std,MAE_std\n"
+        "0.0,45.0,81.67,4.08,10.27\n"
+        "0.5,20.33,113.67,8.18,12.92\n"
+        "0.5-0-0,30.0,90.0,0.0,0.0\n"
+        "AUC,16.3,48.8,,\n"
+    )
+
+
+def test_results_json_holds_the_same_numbers_unrounded(sweep):
+    out, summary, fingerprint = sweep
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(summary))
+    assert (summary["dataset"], summary["variant"], summary["fingerprint"]) == ("tiny", "emt-dlfr", fingerprint)
+    assert list(summary["rates"]) == ["0.0", "0.5", "0.5-0-0"]
+    half = summary["rates"]["0.5"]
+    assert half["rates"] == [0.5, 0.5, 0.5] and half["seeds"] == [1, 2, 3]
+    assert half["mean"]["MAE"] == pytest.approx(113.666667, abs=1e-6)
+    assert half["std"]["MAE"] == pytest.approx(12.918548, abs=1e-6)
+    assert half["per_seed"][3] == pytest.approx({"MAE": 131.0, "Corr": 10.0})
+    assert summary["auilc"] == pytest.approx({"MAE": 48.833333, "Corr": 16.333333}, abs=1e-6)
+
+
+def test_no_auilc_without_the_complete_data_point(tmp_path):
+    cfg = get_config("tiny")
+    fingerprint = prepare_out_dir(tmp_path, cfg)
+    for rate in (0.2, 0.5):
+        write_cell(tmp_path, {"rates": [rate] * 3, "seed": 1, "fingerprint": fingerprint, "test": {"MAE": rate}})
+    summary = aggregate(tmp_path, cfg, [(0.2,) * 3, (0.5,) * 3], [1], fingerprint)
+    assert "auilc" not in summary
+    assert (tmp_path / "normals" / "tiny-regression-aggregated.csv").read_text().splitlines()[-1] == "0.5,50.0,0.0"
+    single = tmp_path / "single"
+    fingerprint = prepare_out_dir(single, cfg)
+    write_cell(single, {"rates": [0.0] * 3, "seed": 1, "fingerprint": fingerprint, "test": {"MAE": 0.5}})
+    assert "auilc" not in aggregate(single, cfg, [(0.0,) * 3], [1], fingerprint)  # one point: no area
+
+
+def test_no_cells_no_csv(tmp_path):
+    cfg = get_config("tiny")
+    fingerprint = prepare_out_dir(tmp_path, cfg)
+    summary = aggregate(tmp_path, cfg, [(0.0,) * 3], [1], fingerprint)
+    assert summary["rates"] == {} and not (tmp_path / "normals").exists()
+    assert json.loads((tmp_path / "results.json").read_text())["rates"] == {}
+
+
+def test_rate_tags_and_cell_paths(tmp_path):
+    assert rate_tag((0.5, 0.5, 0.5)) == "0.5"
+    assert rate_tag((0.0, 0.0, 0.0)) == "0.0"
+    assert rate_tag((0.25, 0.25, 0.25)) == "0.25"
+    assert rate_tag((0.1, 0.5, 0.0)) == "0.1-0.5-0"
+    assert rate_tag((0.5, 0.5, 0.0)) == "0.5-0.5-0"
+    assert cell_path(tmp_path, (0.3, 0.3, 0.3), 7) == tmp_path / "cells" / "mr0.3" / "seed7.json"
+
+
+def test_cells_are_read_back_only_for_the_same_fingerprint(tmp_path):
+    record = {"rates": [0.1, 0.1, 0.1], "seed": 4, "fingerprint": "abc", "test": {"MAE": 1.0}}
+    path = write_cell(tmp_path, record)
+    assert path == tmp_path / "cells" / "mr0.1" / "seed4.json"
+    assert read_cell(tmp_path, (0.1, 0.1, 0.1), 4, "abc") == record
+    assert read_cell(tmp_path, (0.1, 0.1, 0.1), 4, "other") is None
+    assert read_cell(tmp_path, (0.1, 0.1, 0.1), 5, "abc") is None
+
+
+def test_fingerprint_ignores_runtime_fields_only():
+    cfg = get_config("tiny")
+    fingerprint = config_fingerprint(cfg)
+    assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0
+    for runtime in ({"device": "cuda"}, {"num_workers": 3}, {"checkpoint_every_epoch": not cfg.checkpoint_every_epoch},
+                    {"text_hidden_size": 64}, {"fast_path": not cfg.fast_path}):
+        assert config_fingerprint(dataclasses.replace(cfg, **runtime)) == fingerprint, runtime
+    assert config_fingerprint(dataclasses.replace(cfg, learning_rate_bert=1e-3)) != fingerprint
+    assert config_fingerprint(dataclasses.replace(cfg, missing_seeds=(1, 2, 3))) != fingerprint
+
+
+def test_out_dir_is_pinned_to_its_config(tmp_path):
+    cfg = get_config("tiny")
+    out = tmp_path / "a" / "b"
+    fingerprint = prepare_out_dir(out, cfg)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved == {"fingerprint": fingerprint, "config": json.loads(json.dumps(cfg.to_dict()))}
+    assert not (out / ".write-test").exists()
+    assert prepare_out_dir(out, dataclasses.replace(cfg, device="cuda")) == fingerprint
+    with pytest.raises(ConfigError, match=r"holds results of another config \(differs in: early_stop, max_epochs\)"):
+        prepare_out_dir(out, dataclasses.replace(cfg, max_epochs=99, early_stop=99))
+    (out / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"config.json is not valid JSON; remove it or use another --out"):
+        prepare_out_dir(out, cfg)
+
+
+def test_unwritable_out_dir_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match=r"output directory .*file/results cannot be written"):
+        prepare_out_dir(blocker / "results", get_config("tiny"))
