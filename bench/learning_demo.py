@@ -1,7 +1,8 @@
-"""Learning benchmark: does EMT-DLFR learn the planted signal of the synthetic ``demo`` preset, and does
-it lose accuracy as features go missing?
+"""Learning benchmark: does a model (EMT-DLFR by default) learn the planted signal of the synthetic ``demo``
+preset, and does it lose accuracy as features go missing?
 
     python bench/learning_demo.py [--rates 0.0 0.7] [--seeds 111] [--out bench/results/learning]
+    python bench/learning_demo.py --model mult            # a baseline, into bench/results/learning-mult
 
 Trains the ``demo`` config (pretrained MiniLM text encoder, frozen; see config/presets.py) at each rate
 with run.py's own sweep machinery and prints the test metrics per rate. Expected: Corr well above 0 at
@@ -26,9 +27,12 @@ def main() -> int:
     parser.add_argument("--rates", nargs="+", default=["0.0", "0.7"])
     parser.add_argument("--seeds", nargs="+", default=["111"])
     parser.add_argument("--data-root", type=Path, default=REPO / "demo_data")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "learning")
+    parser.add_argument("--model", default="emt-dlfr", help="run.py's --model")
+    parser.add_argument("--out", type=Path, help="default bench/results/learning (EMT-DLFR), learning-<model> otherwise")
     parser.add_argument("--variant-flags", nargs="*", default=[], help="e.g. --no-attraction --no-reconstruction")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = REPO / "bench" / "results" / ("learning" if args.model == "emt-dlfr" else f"learning-{args.model}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import run
@@ -38,10 +42,10 @@ def main() -> int:
     if not (args.data_root / get_config("demo").data_file).exists():
         make_synthetic("demo", args.data_root)
     start = time.time()
-    run.main(["--dataset", "demo", "--data-root", str(args.data_root), "--missing-rates", *args.rates,
+    run.main(["--model", args.model, "--dataset", "demo", "--data-root", str(args.data_root), "--missing-rates", *args.rates,
               "--seeds", *args.seeds, "--out", str(args.out), "--no-progress", *args.variant_flags])
     summary = json.loads((args.out / "results.json").read_text())
-    print(f"\nlearning benchmark on the synthetic demo preset ({time.time() - start:.0f} s)")
+    print(f"\nlearning benchmark of {args.model} on the synthetic demo preset ({time.time() - start:.0f} s)")
     print(f"{'rate':>5} {'MAE':>7} {'Corr':>7} {'Acc-2 Has0':>11} {'Acc-2 Non0':>11} {'Acc-7':>7}")
     for tag, info in summary["rates"].items():
         m = info["mean"]
