@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every-epoch", action=argparse.BooleanOptionalAction, default=None,
                    help="save the training state after each epoch and resume from it (default on for MOSEI)")
     p.add_argument("--deterministic", action="store_true", help="deterministic GPU kernels (slower)")
+    p.add_argument("--faithful-rng", action="store_true",
+                   help="the authors' random stream: their initial weights for each seed and loader shuffles drawn "
+                        "from the global torch generator (with every dropout 0 and --set fast_path=false, the "
+                        "authors' run epoch by epoch on a CPU; README 'Fidelity')")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (off by default; see docs/BENCHMARKS.md)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config field")
     p.add_argument("--describe", action="store_true", help="print parameter counts as JSON and exit")
@@ -99,6 +103,7 @@ def config_from_args(args: argparse.Namespace):
         (args.step_trailing_batches, "step_trailing_batches", True),
         (args.redraw_masks, "redraw_train_masks", True),
         (args.deterministic, "deterministic", True),
+        (args.faithful_rng, "faithful_rng", True),
         (args.compile, "compile", True),
     ):
         if flag:

@@ -113,6 +113,11 @@ class ExperimentConfig:
     #: Safety cap on epochs; None = unbounded, as the reference.
     max_epochs: Optional[int] = None
     num_workers: int = 0
+    #: Off by default (each loader shuffles from its own seeded generator, so an epoch-level resume is exact).
+    #: True = the authors' random stream (EMT-DLFR only): their initial weights for the seed
+    #: (models/reference_init.py) and shuffles drawn from the global torch generator when each loader is
+    #: iterated, as their loaders do.
+    faithful_rng: bool = False
 
     # --- run-time ------------------------------------------------------------------------------
     #: "auto" (the first CUDA device, else the CPU), "cpu", "cuda" or "cuda:N" (utils/device.py).
@@ -342,6 +347,12 @@ def validate(cfg: ExperimentConfig) -> None:
     check_device_spec(cfg.device)
     if cfg.amp not in (None, "bf16"):
         raise ConfigError(f"amp must be None or 'bf16', got {cfg.amp!r}")
+    if cfg.faithful_rng and (cfg.MODEL != "emt-dlfr" or cfg.fusion != "emt"):
+        what = f"fusion {cfg.fusion!r}" if cfg.MODEL == "emt-dlfr" else f"model {cfg.MODEL!r}"
+        raise ConfigError(
+            f"faithful_rng reproduces the authors' EMT-DLFR initialisation; {what} has no counterpart in "
+            "their EMT-DLFR code (use EMT-DLFR with --fusion emt, or drop --faithful-rng)"
+        )
     if cfg.metric_set not in ("mosi", "sims"):
         raise ConfigError(f"metric_set must be 'mosi' or 'sims', got {cfg.metric_set!r}")
     if cfg.step_schedule not in STEP_SCHEDULES:

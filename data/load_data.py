@@ -10,7 +10,9 @@
   copy of the audio/vision features is made. Items have the reference's field names (§3.2 step 5).
 * :func:`build_loaders` makes one ``DataLoader`` per split with ``shuffle=True`` for all three splits, as
   the reference does (§3.2 step 6, §8 item 12); each loader has its own ``torch.Generator`` seeded from
-  the run seed (exposed as ``loader.generator``, so its state can be saved and restored on resume).
+  the run seed (exposed as ``loader.generator``, so its state can be saved and restored on resume), or,
+  with ``global_rng=True`` (``--faithful-rng``), none: like the reference's, every iteration of a loader then
+  draws its worker base seed and its shuffle seed from the global torch generator.
 """
 
 from __future__ import annotations
@@ -344,12 +346,15 @@ def build_loaders(
     seed: int,
     num_workers: int = 0,
     pin_memory: bool = False,
+    global_rng: bool = False,
 ) -> dict[str, DataLoader]:
     """One shuffling DataLoader per split (default collate), each with its own seeded ``torch.Generator``.
 
     The reference shuffles valid and test too (harmless for the metrics); its order came from the global
     torch seed, here from ``loader.generator``, seeded by :func:`loader_seed` so the same seed gives the
-    same order. Workers are not persistent, so :meth:`MMSADataset.set_epoch` reaches them. ``pin_memory``
+    same order. ``global_rng=True`` gives the loaders no generator, so each iteration draws from the global
+    torch generator at the moment it starts, exactly as the reference's loaders do (``seed`` is then unused).
+    Workers are not persistent, so :meth:`MMSADataset.set_epoch` reaches them. ``pin_memory``
     (for CUDA training) puts batches in page-locked memory, so that ``non_blocking`` copies to the GPU are
     asynchronous.
     """
@@ -361,8 +366,10 @@ def build_loaders(
         raise ConfigError(f"num_workers must be a non-negative integer, got {num_workers!r}")
     loaders = {}
     for split, dataset in datasets.items():
-        generator = torch.Generator()
-        generator.manual_seed(loader_seed(int(seed), split))
+        generator = None
+        if not global_rng:
+            generator = torch.Generator()
+            generator.manual_seed(loader_seed(int(seed), split))
         loaders[split] = DataLoader(
             dataset,
             batch_size=int(batch_size),

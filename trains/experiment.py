@@ -21,6 +21,7 @@ from transformers import BertConfig
 from config import ExperimentConfig
 from data.load_data import MMSADataset, build_loaders
 from models.reference_checkpoint import load_reference_checkpoint
+from models.reference_init import build_faithful_model
 from models.text_encoder import CONFIG_FILE, MINILM_SPEC, RANDOM_PREFIX
 from trains.compile import maybe_compile
 from trains.registry import model_spec
@@ -106,14 +107,18 @@ def check_text_hidden_size(cfg: ExperimentConfig, text_model) -> None:
 
 def model_for(cfg: ExperimentConfig, datasets: dict):
     """A fresh model for the data's audio/vision widths, after checking the text encoder can read the data
-    and has the hidden size pinned by ``text_hidden_size``, if any."""
+    and has the hidden size pinned by ``text_hidden_size``, if any. With ``faithful_rng`` it holds the
+    authors' initial weights for the current seed (:mod:`models.reference_init`)."""
     train = datasets["train"]
     _, audio_dim, vision_dim = train.feature_dims
     check_bert_folder_config(cfg)
     spec = model_spec(cfg)
     if spec.data_settings is not None:  # e.g. TFR-Net's widths that follow the data's padded lengths
         cfg = dataclasses.replace(cfg, **spec.data_settings(train))
-    model = spec.build(cfg, audio_dim, vision_dim)
+    if cfg.faithful_rng:
+        model = build_faithful_model(cfg, audio_dim, vision_dim, spec.build)
+    else:
+        model = spec.build(cfg, audio_dim, vision_dim)
     model.set_fast_path(cfg.fast_path)
     model = maybe_compile(model, cfg)
     check_text_hidden_size(cfg, model.text_model)
@@ -138,7 +143,8 @@ def run_cell(
     save_model_path: Optional[Path] = None,
     progress: bool = True,
 ) -> dict:
-    """Train and test one cell; return its record (test metrics, best epoch, timings).
+    """Train and test one cell; return its record (test metrics, best epoch, timings, and the per-epoch history:
+    each epoch's training metrics and loss and every validation metric).
 
     ``work_dir`` holds the per-epoch training checkpoint when ``cfg.checkpoint_every_epoch`` is on, so a
     killed cell resumes from its last finished epoch; the checkpoint is removed once the cell is done.
@@ -149,7 +155,8 @@ def run_cell(
     setup_seed(seed, cfg.deterministic)
     set_tf32(cfg.tf32)
     model = model_for(cfg, datasets)
-    loaders = build_loaders(datasets, cfg.batch_size, seed, cfg.num_workers, pin_memory=device.type == "cuda")
+    loaders = build_loaders(datasets, cfg.batch_size, seed, cfg.num_workers, pin_memory=device.type == "cuda",
+                            global_rng=cfg.faithful_rng)
     trainer = Trainer(cfg, model, device, progress=progress)
     checkpoint = None
     if cfg.checkpoint_every_epoch and work_dir is not None:
@@ -170,6 +177,7 @@ def run_cell(
         "best_epoch": fit.best_epoch,
         "epochs": fit.epochs_run,
         "best_valid": fit.best_valid,
+        "history": fit.history,
         "seconds": round(time.time() - start, 1),
     }
 

@@ -139,6 +139,13 @@ class Trainer:
                 self.optimizer, mode="min", factor=PLATEAU_FACTOR, patience=cfg.plateau_patience)
         self.progress = progress
 
+    def _bar(self, loader, desc: str):
+        """A progress bar over one pass of ``loader``, updated by the caller. The loader is not handed to tqdm:
+        tqdm.auto's wrapper calls iter() on its iterable at once, which would start a second, discarded pass
+        (a shuffle drawn, and worker processes started, for nothing; with ``faithful_rng`` a draw the
+        reference does not make)."""
+        return tqdm(total=len(loader), desc=desc, leave=False, disable=not self.progress)
+
     # ---------------------------------------------------------------------------------------------
     def evaluate(self, loader, desc: str = "eval") -> dict:
         """Metrics of the incomplete view's prediction, plus the mean of the model's loss term ("Loss": the
@@ -146,8 +153,9 @@ class Trainer:
         over batches, in eval mode."""
         self.model.eval()
         preds, labels, losses = [], [], []
-        with torch.no_grad():
-            for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress):
+        with torch.no_grad(), self._bar(loader, desc) as bar:
+            for batch in loader:
+                bar.update(1)
                 batch = to_device(batch, self.device)
                 with autocast_context(self.cfg, self.device):
                     out = forward_batch(self.model, batch)
@@ -169,8 +177,8 @@ class Trainer:
         model.train()
         preds, labels, losses = [], [], []
         num_batches = len(loader)
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
-        for index, batch in enumerate(bar):
+        bar = self._bar(loader, f"epoch {epoch}")
+        for index, batch in enumerate(loader):
             if index % cfg.update_epochs == 0:
                 optimizer.zero_grad(set_to_none=True)
             batch = to_device(batch, self.device)
@@ -198,7 +206,9 @@ class Trainer:
             preds.append(out["pred_m"].detach().float().view(-1))  # on the device until the epoch ends
             labels.append(batch["labels"]["M"].float().view(-1))
             losses.append(values["total"])
+            bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        bar.close()
         results = eval_regression(torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy(), cfg.metric_set)
         results["Loss"] = float(np.mean(losses))
         return results
