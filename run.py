@@ -18,12 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from config import DEFAULT_MODEL, MODEL_NAMES, PRESETS, get_config, parse_set_pairs
+from config import DEFAULT_MODEL, MODEL_NAMES, PRESETS, get_config, override, parse_set_pairs
 from trains import sweep
 from utils.errors import ConfigError, DataError
 from utils.results import aggregate, prepare_out_dir
 
 log = logging.getLogger("emt_dlfr")
+
+DEFAULT_DATASET = "mosi"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run.py", description="EMT-DLFR and the paper's baselines: train and test over missing rates and seeds.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES,
-                   help="the network and its trainer settings, as the authors' code ships them")
-    p.add_argument("--dataset", default="mosi", help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--model", choices=MODEL_NAMES,
+                   help=f"the network and its trainer settings, as the authors' code ships them (default {DEFAULT_MODEL}; "
+                        "with --evaluate, the models')")
+    p.add_argument("--dataset", help=f"one of: {', '.join(PRESETS)} (default {DEFAULT_DATASET}; with --evaluate, the models')")
     rates = p.add_mutually_exclusive_group()
     rates.add_argument("--missing-rate", type=float, help="one rate for all modalities (default 0.4, as the reference's run.py)")
     rates.add_argument("--missing-rates", type=float, nargs="+", help="several rates, one model per rate")
@@ -53,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TF32 float32 matmuls and cuDNN on GPUs (default on, as the authors' torch 1.7)")
     p.add_argument("--out", help="results directory (default results/<dataset>/<variant>); '{dataset}' and "
                                  "'{variant}' in it are replaced (the variant with its fusion, e.g. emt-llfr, emt-dlfr-ooll)")
-    p.add_argument("--save-model", action="store_true", help="keep the best checkpoint of every cell")
+    p.add_argument("--save-model", action="store_true", help="keep the best model of every cell (a file --evaluate and predict read)")
+    p.add_argument("--save-predictions", action="store_true",
+                   help="write per-clip predictions of every cell and split (predictions/mr<rate>/seed<seed>/<split>.csv)")
     p.add_argument("--no-attraction", action="store_true", help="EMT-DLFR: drop the high-level attraction (EMT-LLFR)")
     p.add_argument("--no-reconstruction", action="store_true", help="EMT-DLFR: drop the low-level reconstruction (EMT-HLFR)")
     p.add_argument("--key-eval", help="validation metric for model selection (default 'Loss', as the reference)")
@@ -71,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (off by default; see docs/BENCHMARKS.md)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config field")
     p.add_argument("--describe", action="store_true", help="print parameter counts as JSON and exit")
+    p.add_argument("--evaluate", metavar="RESULTS_DIR",
+                   help="test the models a --save-model run stored in RESULTS_DIR at the given rates (no training)")
     p.add_argument("--load-reference-checkpoint", metavar="FILE", help="test a checkpoint saved by the authors' code")
     p.add_argument("--gpus", help="comma-separated GPU indices; several run independent cells in parallel, one process each")
     p.add_argument("--shard", metavar="I/N", help="run only every N-th cell, starting at I (cluster job arrays)")
@@ -85,10 +92,16 @@ EMT_DLFR_FLAGS = {"fusion": "--fusion", "no_attraction": "--no-attraction", "no_
 
 
 def config_from_args(args: argparse.Namespace):
-    if args.model != "emt-dlfr":
+    return get_config(args.dataset or DEFAULT_DATASET, args.model or DEFAULT_MODEL, **config_updates(args))
+
+
+def config_updates(args: argparse.Namespace) -> dict:
+    """The config fields the command line sets (``--set`` pairs and the flags that stand for fields)."""
+    model = args.model or DEFAULT_MODEL
+    if model != "emt-dlfr":
         used = [flag for dest, flag in EMT_DLFR_FLAGS.items() if getattr(args, dest)]
         if used:
-            raise ConfigError(f"{', '.join(used)}: EMT-DLFR's option(s), not {args.model}'s (drop them, or use --model emt-dlfr)")
+            raise ConfigError(f"{', '.join(used)}: EMT-DLFR's option(s), not {model}'s (drop them, or use --model emt-dlfr)")
     updates = parse_set_pairs(args.set)
     flag_fields = {
         "bert": args.bert, "fusion": args.fusion, "device": args.device, "amp": args.amp, "tf32": args.tf32,
@@ -108,7 +121,7 @@ def config_from_args(args: argparse.Namespace):
     ):
         if flag:
             updates[field_name] = value
-    return get_config(args.dataset, args.model, **updates)
+    return updates
 
 
 def rate_grid(args: argparse.Namespace, cfg) -> list[tuple[float, float, float]]:
@@ -245,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     devices = sweep.parse_devices(args.gpus) if args.gpus else None
     if devices is not None and len(devices) == 1:
         args.device = devices[0]
+    if args.evaluate:
+        return evaluate_command(args)
     cfg = config_from_args(args)
     if args.describe:
         print(json.dumps(describe_command(cfg), indent=2))
@@ -283,11 +298,44 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(out_dir / "reference_checkpoint_test.json", results)
         return 0
     summary = sweep.run_sweep(cfg, data, data_path, grid, args.seeds, out_dir, save_model=args.save_model,
+                              save_predictions=args.save_predictions,
                               shard=shard, progress=not args.no_progress, write_aggregate=not args.no_aggregate)
     if args.no_aggregate:
         return 0
     log.info("results in %s (log %s)", out_dir / "normals", log_file)
     print_summary(summary)
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``--evaluate RESULTS_DIR``: the directory's config (run-time flags only may change), its models, the data."""
+    from trains.evaluate_saved import evaluate_results_dir, stored_config
+    from trains.model_file import config_from_dict
+    from utils.matrix_report import write_matrix_report
+    from utils.results import RUNTIME_FIELDS
+
+    results_dir = Path(args.evaluate)
+    stored, _, model = stored_config(results_dir)
+    if args.dataset and args.dataset.lower() != stored["dataset"]:
+        raise ConfigError(f"{results_dir} holds models of dataset {stored['dataset']!r}, not {args.dataset!r}")
+    if args.model and args.model != model:
+        raise ConfigError(f"{results_dir} holds {model} models, not {args.model}")
+    updates = config_updates(argparse.Namespace(**{**vars(args), "model": model}))
+    fixed = sorted(set(updates) - set(RUNTIME_FIELDS))
+    if fixed:
+        raise ConfigError(f"--evaluate tests the models as they were trained: {', '.join(fixed)} cannot change "
+                          f"(only run-time settings: {', '.join(RUNTIME_FIELDS)})")
+    if not (args.missing_rate is not None or args.missing_rates or args.sweep or args.diff_missing):
+        raise ConfigError("--evaluate needs the test rates: --missing-rate R, --missing-rates R ..., --sweep or --diff-missing T A V")
+    cfg = override(config_from_dict(model, stored), updates)
+    grid = rate_grid(args, cfg)
+    log_file = setup_logging(results_dir, f"evaluate-{cfg.variant}-{cfg.dataset}")
+    data, data_path = load_data(cfg, args)
+    evaluate_results_dir(results_dir, cfg, data, data_path, grid, save_predictions=args.save_predictions,
+                         progress=not args.no_progress)
+    report = write_matrix_report(results_dir)
+    print(report["markdown"])
+    print(f"\nevaluation in {results_dir / 'evaluation.json'}; matrix tables and heat-map in {report['out']} (log {log_file})")
     return 0
 
 

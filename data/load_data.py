@@ -381,6 +381,11 @@ def build_loaders(
     return loaders
 
 
+def ordered_loader(dataset: MMSADataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """A DataLoader over ``dataset`` in the file's sample order (prediction and evaluation passes)."""
+    return DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
+
+
 def find_empty_modalities(dataset: MMSADataset) -> list[str]:
     """Modalities whose complete view (the view at rate 0) is all zeros in this split, with a warning each.
 

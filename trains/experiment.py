@@ -19,16 +19,17 @@ from typing import Optional
 from transformers import BertConfig
 
 from config import ExperimentConfig
-from data.load_data import MMSADataset, build_loaders
+from data.load_data import MMSADataset, build_loaders, ordered_loader
 from models.reference_checkpoint import load_reference_checkpoint
 from models.reference_init import build_faithful_model
 from models.text_encoder import CONFIG_FILE, MINILM_SPEC, RANDOM_PREFIX
 from trains.compile import maybe_compile
+from trains.model_file import save_model_file
+from trains.predictions import write_csv
 from trains.registry import model_spec
-from trains.trainer import Trainer
+from trains.trainer import Trainer, run_model
 from utils.device import resolve_device, set_tf32
 from utils.errors import ConfigError
-from utils.io import atomic_torch_save
 from utils.seed import setup_seed
 
 log = logging.getLogger(__name__)
@@ -142,12 +143,15 @@ def run_cell(
     work_dir: Optional[Path] = None,
     save_model_path: Optional[Path] = None,
     progress: bool = True,
+    predictions_dir: Optional[Path] = None,
 ) -> dict:
     """Train and test one cell; return its record (test metrics, best epoch, timings, and the per-epoch history:
     each epoch's training metrics and loss and every validation metric).
 
     ``work_dir`` holds the per-epoch training checkpoint when ``cfg.checkpoint_every_epoch`` is on, so a
     killed cell resumes from its last finished epoch; the checkpoint is removed once the cell is done.
+    ``save_model_path`` receives the model file (trains.model_file), ``predictions_dir`` one predictions CSV
+    per split (trains.predictions), the test split's from the very pass that gives the recorded metrics.
     """
     start = time.time()
     datasets = build_datasets(cfg, data, data_path, rates)
@@ -163,9 +167,12 @@ def run_cell(
         checkpoint = Path(work_dir) / "train_state.pt"
     fit = trainer.fit(loaders, checkpoint_path=checkpoint)
     model.load_state_dict(fit.best_state)
-    test = trainer.evaluate(loaders["test"], desc="test")
+    test, test_preds = trainer.evaluate_with_predictions(loaders["test"], desc="test")
+    if predictions_dir is not None:
+        write_split_predictions(predictions_dir, cfg, trainer, data, data_path, rates, test_preds)
     if save_model_path is not None:
-        atomic_torch_save(save_model_path, fit.best_state)
+        save_model_file(save_model_path, cfg, model, fit.best_state, feature_dims=datasets["train"].feature_dims[1:],
+                        train_rates=rates, seed=seed, test=test)
     if checkpoint is not None and checkpoint.exists():
         checkpoint.unlink()
     log.info("rates %s seed %d: best epoch %d of %d, test %s", rates, seed, fit.best_epoch, fit.epochs_run,
@@ -180,6 +187,20 @@ def run_cell(
         "history": fit.history,
         "seconds": round(time.time() - start, 1),
     }
+
+
+def write_split_predictions(out_dir: Path, cfg: ExperimentConfig, trainer: Trainer, data, data_path: Path,
+                            rates: tuple[float, float, float], test_preds) -> None:
+    """``out_dir/<split>.csv`` for the three splits at ``rates`` (the static masks, also for the training split,
+    whatever its training-time protocol); the test split's rows are ``test_preds``."""
+    for split in SPLITS:
+        if split == "test":
+            preds = test_preds
+        else:
+            dataset = MMSADataset(data_path, split, rates, cfg.missing_seeds, data=data)
+            preds, _ = run_model(trainer.model, ordered_loader(dataset, cfg.batch_size, cfg.num_workers), cfg,
+                                 trainer.device, with_loss=False)
+        write_csv(Path(out_dir) / f"{split}.csv", [preds.to_frame(split, rates)])
 
 
 def evaluate_reference_checkpoint(cfg: ExperimentConfig, data, data_path: Path, rates: tuple[float, float, float],

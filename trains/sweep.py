@@ -60,6 +60,11 @@ def model_file(out_dir: Path, cfg: ExperimentConfig, rates: Rates, seed: int) ->
     return Path(out_dir) / "models" / f"{cfg.variant}-{cfg.dataset}-regression-mr{rate_tag(rates)}-{seed}.pth"
 
 
+def predictions_dir(out_dir: Path, rates: Rates, seed: int) -> Path:
+    """Where ``--save-predictions`` puts a training cell's per-split CSVs (and ``--evaluate``'s, per test rate)."""
+    return Path(out_dir) / "predictions" / f"mr{rate_tag(rates)}" / f"seed{seed}"
+
+
 def run_sweep(
     cfg: ExperimentConfig,
     data,
@@ -68,6 +73,7 @@ def run_sweep(
     seeds: list[int],
     out_dir: Path,
     save_model: bool = False,
+    save_predictions: bool = False,
     shard: Optional[tuple[int, int]] = None,
     progress: bool = True,
     write_aggregate: bool = True,
@@ -88,6 +94,7 @@ def run_sweep(
             work_dir=work_dir,
             save_model_path=model_file(out_dir, cfg, rates, seed) if save_model else None,
             progress=progress,
+            predictions_dir=predictions_dir(out_dir, rates, seed) if save_predictions else None,
         )
         record["fingerprint"] = fingerprint
         write_cell(out_dir, record)

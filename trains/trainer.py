@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from config import ExperimentConfig
+from trains.predictions import SplitPredictions
 from trains.registry import model_spec
 from utils.results import RUNTIME_FIELDS
 from utils.errors import CheckpointError, ConfigError, TrainingDivergedError
@@ -90,6 +91,58 @@ def cpu_state_dict(model: nn.Module) -> dict:
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
+def progress_bar(loader, desc: str, progress: bool):
+    """A progress bar over one pass of ``loader``, updated by the caller. The loader is not handed to tqdm:
+    tqdm.auto's wrapper calls iter() on its iterable at once, which would start a second, discarded pass
+    (a shuffle drawn, and worker processes started, for nothing; with ``faithful_rng`` a draw the
+    reference does not make)."""
+    return tqdm(total=len(loader), desc=desc, leave=False, disable=not progress)
+
+
+def run_model(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.device, progress: bool = False,
+              desc: str = "eval", with_loss: bool = True) -> tuple[SplitPredictions, dict]:
+    """One pass of ``model`` in eval mode over ``loader``: every clip's predictions (in the loader's order)
+    and, with ``with_loss``, the mean total loss ("Loss", rounded to ``eval_loss_decimals`` when set) and
+    incomplete-view task loss ("Loss(pred_m)") over batches. The one place that runs a model for
+    evaluation, testing and prediction. ``pred_complete`` is nan for a model without a complete view."""
+    model.eval()
+    spec = model_spec(cfg)
+    index, ids, columns, losses = [], [], [], []
+    with torch.no_grad(), progress_bar(loader, desc, progress) as bar:
+        for batch in loader:
+            bar.update(1)
+            index.append(batch["index"])
+            ids.extend(batch["id"])
+            batch = to_device(batch, device)
+            with autocast_context(cfg, device):
+                out = forward_batch(model, batch)
+                if with_loss:
+                    terms = spec.objective(out, batch, cfg)
+                    losses.append(torch.stack([terms[spec.loss_term], terms["task_m"]]))
+            pred_m = out["pred_m"].float().view(-1)
+            pred = out["pred"].float().view(-1) if "pred" in out else torch.full_like(pred_m, float("nan"))
+            columns.append(torch.stack([batch["labels"]["M"].float().view(-1), pred_m, pred]))  # (3, B), on the device
+    label, pred_m, pred = torch.cat(columns, dim=1).cpu().numpy()  # one read from the device per pass
+    preds = SplitPredictions(index=torch.cat(index).numpy().astype(np.int64), ids=np.asarray(ids, dtype=object),
+                             label=label, pred=pred_m, pred_complete=pred)
+    if not with_loss:
+        return preds, {}
+    losses = torch.stack(losses).cpu().double()  # (batches, 2): the loss term, the incomplete-view task loss
+    loss = float(np.mean(losses[:, 0].numpy()))
+    if cfg.eval_loss_decimals is not None:
+        loss = round(loss, cfg.eval_loss_decimals)
+    return preds, {"Loss": loss, "Loss(pred_m)": float(np.mean(losses[:, 1].numpy()))}
+
+
+def evaluate_loader(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.device, progress: bool = False,
+                    desc: str = "eval") -> tuple[dict, SplitPredictions]:
+    """The recorded evaluation of a pass (metrics in file order, plus the mean losses) and its predictions."""
+    preds, losses = run_model(model, loader, cfg, device, progress=progress, desc=desc)
+    results = preds.metrics(cfg.metric_set)
+    results.update(losses)
+    return results, preds
+
+
 def is_better(key: str, value: float, best: Optional[float]) -> bool:
     """Whether ``value`` improves on ``best`` by at least the reference's 1e-6 (``<=``/``>=``, as it
     compares). A nan value (a nan loss, Corr of constant predictions) is never an improvement, so an
@@ -139,37 +192,15 @@ class Trainer:
                 self.optimizer, mode="min", factor=PLATEAU_FACTOR, patience=cfg.plateau_patience)
         self.progress = progress
 
-    def _bar(self, loader, desc: str):
-        """A progress bar over one pass of ``loader``, updated by the caller. The loader is not handed to tqdm:
-        tqdm.auto's wrapper calls iter() on its iterable at once, which would start a second, discarded pass
-        (a shuffle drawn, and worker processes started, for nothing; with ``faithful_rng`` a draw the
-        reference does not make)."""
-        return tqdm(total=len(loader), desc=desc, leave=False, disable=not self.progress)
-
     # ---------------------------------------------------------------------------------------------
     def evaluate(self, loader, desc: str = "eval") -> dict:
-        """Metrics of the incomplete view's prediction, plus the mean of the model's loss term ("Loss": the
-        total loss, or the registry's ``loss_term``) and the mean incomplete-view task loss ("Loss(pred_m)")
-        over batches, in eval mode."""
-        self.model.eval()
-        preds, labels, losses = [], [], []
-        with torch.no_grad(), self._bar(loader, desc) as bar:
-            for batch in loader:
-                bar.update(1)
-                batch = to_device(batch, self.device)
-                with autocast_context(self.cfg, self.device):
-                    out = forward_batch(self.model, batch)
-                    terms = self.objective(out, batch, self.cfg)
-                preds.append(out["pred_m"].float().view(-1))  # kept on the device: one copy to the host at the end
-                labels.append(batch["labels"]["M"].float().view(-1))
-                losses.append(torch.stack([terms[self.loss_term], terms["task_m"]]))
-        preds, labels, losses = (torch.cat(preds).cpu(), torch.cat(labels).cpu(), torch.stack(losses).cpu().double())
-        results = eval_regression(preds.numpy(), labels.numpy(), self.cfg.metric_set)
-        results["Loss"] = float(np.mean(losses[:, 0].numpy()))
-        if self.cfg.eval_loss_decimals is not None:
-            results["Loss"] = round(results["Loss"], self.cfg.eval_loss_decimals)
-        results["Loss(pred_m)"] = float(np.mean(losses[:, 1].numpy()))
-        return results
+        """Metrics of the incomplete view's prediction, plus the mean total loss ("Loss") and the mean
+        incomplete-view task loss ("Loss(pred_m)") over batches, in eval mode."""
+        return self.evaluate_with_predictions(loader, desc)[0]
+
+    def evaluate_with_predictions(self, loader, desc: str = "eval") -> tuple[dict, SplitPredictions]:
+        """:meth:`evaluate` and the per-clip predictions it was computed from (in the loader's order)."""
+        return evaluate_loader(self.model, loader, self.cfg, self.device, progress=self.progress, desc=desc)
 
     def train_epoch(self, loader, epoch: int) -> dict:
         cfg, model, optimizer = self.cfg, self.model, self.optimizer
@@ -177,7 +208,7 @@ class Trainer:
         model.train()
         preds, labels, losses = [], [], []
         num_batches = len(loader)
-        bar = self._bar(loader, f"epoch {epoch}")
+        bar = progress_bar(loader, f"epoch {epoch}", self.progress)
         for index, batch in enumerate(loader):
             if index % cfg.update_epochs == 0:
                 optimizer.zero_grad(set_to_none=True)

@@ -118,7 +118,7 @@ def read_cell(out_dir: Path, rates: tuple[float, float, float], seed: int, finge
     return record if record.get("fingerprint") == fingerprint else None
 
 
-def _summary_rows(records: list[dict], keys: list[str]) -> dict:
+def seed_stats(records: list[dict], keys: list[str]) -> dict:
     values = {k: np.array([r["test"][k] for r in records], dtype=float) for k in keys}
     return {  # x100 after the mean, in the reference's order of operations
         "mean": {k: float(np.mean(v) * 100) for k, v in values.items()},
@@ -147,7 +147,7 @@ def aggregate(out_dir: Path, cfg: ExperimentConfig, grid: Iterable[tuple[float, 
         if not records:
             continue
         keys = list(records[0]["test"].keys())
-        stats = _summary_rows(records, keys)
+        stats = seed_stats(records, keys)
         tag = rate_tag(rates)
         summary["rates"][tag] = {"rates": list(rates), "seeds": [r["seed"] for r in records], **stats}
         per_rate = {"Model": cfg.variant, **per_rate_tuple(stats, keys)}
