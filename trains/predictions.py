@@ -80,4 +80,5 @@ def metrics_from_csv(path: Path, metric_set: str, split: str | None = None) -> d
     frame = read_csv(path)
     if split is not None:
         frame = frame[frame["split"] == split]
-    return eval_regression(frame["pred"].to_numpy(), frame["label"].to_numpy(), metric_set)
+    # the float32 values the recorded metrics were computed from (the CSV holds them exactly)
+    return eval_regression(frame["pred"].to_numpy(np.float32), frame["label"].to_numpy(np.float32), metric_set)
