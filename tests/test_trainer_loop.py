@@ -169,7 +169,7 @@ def test_validation_loss_rounding(monkeypatch):
     monkeypatch.setattr(trainer_mod, "forward_batch", lambda m, b: {"pred_m": torch.full((2, 1), 0.123456)})
     monkeypatch.setattr(trainer, "objective", lambda out, batch, cfg: {
         "task_m": out["pred_m"].sum(), "total": out["pred_m"].sum()})
-    batch = {"labels": {"M": torch.tensor([[0.0], [1.0]])}}
+    batch = {"labels": {"M": torch.tensor([[0.0], [1.0]])}, "index": torch.tensor([0, 1]), "id": ["a$_$0", "a$_$1"]}
     results = trainer.evaluate([batch], desc="valid")
     assert results["Loss"] == 0.25 and results["Loss(pred_m)"] == pytest.approx(0.246912, abs=1e-6)
 

@@ -100,13 +100,15 @@ def progress_bar(loader, desc: str, progress: bool):
 
 
 def run_model(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.device, progress: bool = False,
-              desc: str = "eval", with_loss: bool = True) -> tuple[SplitPredictions, dict]:
+              desc: str = "eval", with_loss: bool = True, objective=None) -> tuple[SplitPredictions, dict]:
     """One pass of ``model`` in eval mode over ``loader``: every clip's predictions (in the loader's order)
     and, with ``with_loss``, the mean total loss ("Loss", rounded to ``eval_loss_decimals`` when set) and
     incomplete-view task loss ("Loss(pred_m)") over batches. The one place that runs a model for
-    evaluation, testing and prediction. ``pred_complete`` is nan for a model without a complete view."""
+    evaluation, testing and prediction. ``pred_complete`` is nan for a model without a complete view.
+    ``objective``: the loss terms' function (default the registry's for ``cfg``'s model)."""
     model.eval()
     spec = model_spec(cfg)
+    objective = objective or spec.objective
     index, ids, columns, losses = [], [], [], []
     with torch.no_grad(), progress_bar(loader, desc, progress) as bar:
         for batch in loader:
@@ -117,7 +119,7 @@ def run_model(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.dev
             with autocast_context(cfg, device):
                 out = forward_batch(model, batch)
                 if with_loss:
-                    terms = spec.objective(out, batch, cfg)
+                    terms = objective(out, batch, cfg)
                     losses.append(torch.stack([terms[spec.loss_term], terms["task_m"]]))
             pred_m = out["pred_m"].float().view(-1)
             pred = out["pred"].float().view(-1) if "pred" in out else torch.full_like(pred_m, float("nan"))
@@ -135,9 +137,9 @@ def run_model(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.dev
 
 
 def evaluate_loader(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.device, progress: bool = False,
-                    desc: str = "eval") -> tuple[dict, SplitPredictions]:
+                    desc: str = "eval", objective=None) -> tuple[dict, SplitPredictions]:
     """The recorded evaluation of a pass (metrics in file order, plus the mean losses) and its predictions."""
-    preds, losses = run_model(model, loader, cfg, device, progress=progress, desc=desc)
+    preds, losses = run_model(model, loader, cfg, device, progress=progress, desc=desc, objective=objective)
     results = preds.metrics(cfg.metric_set)
     results.update(losses)
     return results, preds
@@ -200,7 +202,8 @@ class Trainer:
 
     def evaluate_with_predictions(self, loader, desc: str = "eval") -> tuple[dict, SplitPredictions]:
         """:meth:`evaluate` and the per-clip predictions it was computed from (in the loader's order)."""
-        return evaluate_loader(self.model, loader, self.cfg, self.device, progress=self.progress, desc=desc)
+        return evaluate_loader(self.model, loader, self.cfg, self.device, progress=self.progress, desc=desc,
+                               objective=self.objective)
 
     def train_epoch(self, loader, epoch: int) -> dict:
         cfg, model, optimizer = self.cfg, self.model, self.optimizer
