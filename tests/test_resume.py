@@ -19,8 +19,8 @@ ARGS = ["--dataset", "tiny", "--missing-rate", "0.3", "--seeds", "7", "--no-prog
         "--set", "max_epochs=6", "early_stop=6"]
 
 
-def command(root, out):
-    return [sys.executable, str(ROOT / "run.py"), *ARGS, "--data-root", str(root), "--out", str(out)]
+def command(root, out, *extra):
+    return [sys.executable, str(ROOT / "run.py"), *ARGS, *extra, "--data-root", str(root), "--out", str(out)]
 
 
 def cell_record(out: Path) -> dict:
@@ -30,13 +30,14 @@ def cell_record(out: Path) -> dict:
     return record
 
 
-def test_sigkill_then_resume_gives_identical_test_metrics(tiny_root, tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--faithful-rng",)], ids=["default", "faithful-rng"])
+def test_sigkill_then_resume_gives_identical_test_metrics(tiny_root, tmp_path, extra):
     full = tmp_path / "full"
-    subprocess.run(command(tiny_root, full), check=True, cwd=ROOT, capture_output=True, timeout=600)
+    subprocess.run(command(tiny_root, full, *extra), check=True, cwd=ROOT, capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
     state_file = killed / "work" / "mr0.3" / "seed7" / "train_state.pt"
-    proc = subprocess.Popen(command(tiny_root, killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command(tiny_root, killed, *extra), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed_after = None
     deadline = time.time() + 500
     while time.time() < deadline and proc.poll() is None:
@@ -51,7 +52,7 @@ def test_sigkill_then_resume_gives_identical_test_metrics(tiny_root, tmp_path):
     assert killed_after is not None and killed_after < 6, "the run was not killed mid-training"
     assert not list(killed.glob("cells/*/*.json"))  # the killed cell left no result
 
-    resumed = subprocess.run(command(tiny_root, killed), check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(command(tiny_root, killed, *extra), check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "resumed from" in resumed.stderr
     assert cell_record(killed) == cell_record(full)
     assert not state_file.exists()  # the training state is removed once the cell is finished
