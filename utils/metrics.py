@@ -200,7 +200,7 @@ def eval_regression(pred: Any, true: Any, dataset: str) -> dict[str, float]:
     return _eval_mosi(p, t) if family == "mosi" else _eval_sims(p, t)
 
 
-def _check_grid(rates: Sequence[float], count: int) -> list[float]:
+def _check_grid(rates: Sequence[float], count: int, from_zero: bool = True) -> list[float]:
     r = [float(x) for x in rates]
     if count != len(r):
         raise ConfigError(f"AUILC needs one value per missing rate: {count} values for {len(r)} rates")
@@ -208,15 +208,18 @@ def _check_grid(rates: Sequence[float], count: int) -> list[float]:
         raise ConfigError(f"AUILC needs at least 2 missing rates, got {len(r)}")
     if not all(math.isfinite(x) for x in r):
         raise ConfigError(f"missing rates must be finite numbers, got {r}")
-    if abs(r[0]) > 1e-12:
+    if from_zero and abs(r[0]) > 1e-12:
         raise ConfigError(f"AUILC missing rates must start at 0.0 (the complete-data point), got {r[0]}")
     if any(b <= a for a, b in zip(r, r[1:])):
         raise ConfigError(f"AUILC missing rates must be strictly ascending, got {r}")
     return r
 
 
-def trapezoid_areas(values: Any, rates: Sequence[float]) -> np.ndarray:
+def trapezoid_areas(values: Any, rates: Sequence[float], *, from_zero: bool = True) -> np.ndarray:
     """Trapezoid area of every column of ``values`` (rates x metrics) over ``rates``, unrounded.
+
+    ``rates`` must start at 0.0 unless ``from_zero`` is False (an AUILC over a chosen range of rates, such as
+    the 0.1-1.0 of the paper's captions; the reference itself always starts at 0.0).
 
     The operations follow ``run_once.py`` so that the float result is the reference's to the last bit:
     the pairwise sums ``v_i + v_{i+1}`` are added row after row (as numpy reduces axis 0 of a matrix),
@@ -226,7 +229,7 @@ def trapezoid_areas(values: Any, rates: Sequence[float]) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     if v.ndim == 1:
         v = v[:, None]
-    r = _check_grid(rates, v.shape[0])
+    r = _check_grid(rates, v.shape[0], from_zero)
     widths = np.diff(np.asarray(r))
     step = round(float(widths[0]), 12)
     even = bool(np.all(np.abs(widths - step) < GRID_TOLERANCE))
@@ -266,15 +269,16 @@ MEAN_DECIMALS = 2
 AUC_DECIMALS = 1
 
 
-def auilc_row(means_x100: Mapping[str, Sequence[float]], rates: Sequence[float]) -> dict[str, float]:
+def auilc_row(means_x100: Mapping[str, Sequence[float]], rates: Sequence[float], *,
+              from_zero: bool = True) -> dict[str, float]:
     """The "AUC" row of the reference's aggregated CSV, digit for digit.
 
     ``means_x100[key]`` holds the seed mean (x100) of metric ``key`` at each rate. As ``run_once.py``
     does, each mean is first rounded to 2 decimals, the trapezoid is taken over the rounded means
     (:func:`trapezoid_areas`, every metric at once), and the area is rounded to 1 decimal, all with
-    numpy's rounding.
+    numpy's rounding. ``from_zero=False`` takes the same rule over rates that start elsewhere (a chosen range).
     """
     keys = list(means_x100)
     table = np.round(np.array([[float(x) for x in means_x100[k]] for k in keys], dtype=np.float64).T, MEAN_DECIMALS)
-    areas = np.round(trapezoid_areas(table, rates), AUC_DECIMALS)
+    areas = np.round(trapezoid_areas(table, rates, from_zero=from_zero), AUC_DECIMALS)
     return {k: float(a) for k, a in zip(keys, areas)}

@@ -1,6 +1,7 @@
 """Turn one or more sweep directories into the paper's tables and curves.
 
     python -m utils.report results/mosi/emt-dlfr/run_once results/mosi/emt/run_once [--paper] [--out DIR]
+    python -m utils.report results/mosi/emt-dlfr/run_once --auilc-range 0.1 1.0    # AUILC over other rates
     python -m utils.report results/mosi/{emt,emt-llfr,emt-hlfr,emt-dlfr}/run_once     # the ablation table
     python -m utils.report --table 6 [--results results] [--paper]      # Table 6: MulT, TFR-Net, EMT-DLFR
     python -m utils.report --table 7 [--results results] [--paper]      # Table 7 (SIMS)
@@ -11,6 +12,12 @@ variant (MulT, TFR-Net, EMT-DLFR, EMT-HLFR, EMT-LLFR, EMT, or any other config),
 * ``auilc.md`` / ``auilc.csv``: the Table 6 layout for MOSI/MOSEI (MAE, Corr, Acc-7, Acc-5, Acc-2 and F1
   as Has0/Non0) or the Table 7 layout for SIMS, one row per variant, AUILC over the swept rates
   (trapezoid including rate 0.0); with ``--paper`` the paper's published row is added, labelled as such.
+  ``--auilc-range LO HI`` takes the area over the swept rates in [LO, HI] instead, by the same rounding rule
+  (the paper's captions name 0.1-1.0; the TFR-Net maintainers suggest leaving 1.0 out); the header then names
+  the range and the rates, and the published rows, which are over 0.0-1.0, are left out.
+* ``per_modality.md`` / ``per_modality.csv``, when a folder holds ``--diff-missing`` cells: for each modality,
+  the cells where only that modality's rate varies (the other two fixed), one row per rate, mean ± std over
+  seeds. They are read from the cell files, so every ``--diff-missing`` run into the folder counts.
 * ``per_rate.md`` / ``per_rate.csv``: per rate, mean ± population std over seeds, one column per variant.
 * ``curves.png`` / ``curves.pdf`` / ``curves.svg``: metric against missing rate, one line per variant (Figures 4-6);
   with ``--paper`` the curve readings from the paper's figures are overlaid as a dashed reference line.
@@ -28,13 +35,16 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
-from utils.errors import UserError
+from utils.errors import ConfigError, UserError
 from utils.io import atomic_write_text
 from config import MODEL_NAMES, MODEL_TITLES
+from utils.metrics import auilc_row
 from utils.paper import PAPER_CURVES, PAPER_TABLE_ROWS
+from utils.results import rate_tag, seed_stats
 
 #: (column title, metric keys) of the paper's tables; two keys are shown as "Has0/Non0".
 TABLE_COLUMNS = {
@@ -55,6 +65,14 @@ FIGURE_NUMBER = {"mosi": 4, "mosei": 5, "sims": 6}
 PAPER_TABLES = {6: ("mosi", "mosei"), 7: ("sims",)}
 #: What a table cell shows when that model has no sweep here.
 NOT_RUN = "–"
+#: The reference's AUILC range: every swept rate from the complete data (0.0) up (docs/REFERENCE.md §7).
+DEFAULT_AUILC_RANGE = (0.0, 1.0)
+#: A rate this close to an end of the chosen range counts as inside it (rates are written with few decimals).
+RATE_TOLERANCE = 1e-9
+#: The (text, audio, vision) order of a cell's rates.
+MODALITIES = ("text", "audio", "vision")
+
+Rates = tuple[float, float, float]
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -112,10 +130,64 @@ def equal_rate_points(summary: dict) -> list[tuple[float, dict, dict]]:
     return sorted(points, key=lambda p: p[0])
 
 
-def auilc_table(sweeps: list[dict], labels: list[str], family: str, dataset: str, paper: bool) -> pd.DataFrame:
+def rate_text(rate: float) -> str:
+    return rate_tag((rate, rate, rate))
+
+
+def check_auilc_range(auilc_range: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = (float(x) for x in auilc_range)
+    if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0) or lo >= hi:
+        raise ConfigError(f"--auilc-range {lo:g} {hi:g}: expected two missing rates 0 <= LO < HI <= 1")
+    return lo, hi
+
+
+def is_default_range(auilc_range: tuple[float, float]) -> bool:
+    return tuple(auilc_range) == DEFAULT_AUILC_RANGE
+
+
+def auilc_over(summary: dict, auilc_range: tuple[float, float], where: Path) -> tuple[Optional[dict], list[float]]:
+    """(AUILC row, rates it spans) of one sweep: over the default range the sweep's recorded row (the
+    reference's, from 0.0; absent when the sweep lacks rate 0.0), over another one :func:`auilc_in_range`."""
+    if is_default_range(auilc_range):
+        return summary.get("auilc"), list(summary.get("auilc_rates", []))
+    return auilc_in_range(summary, *check_auilc_range(auilc_range), where)
+
+
+def auilc_in_range(summary: dict, lo: float, hi: float, where: Path) -> tuple[dict, list[float]]:
+    """The reference's rule (seed means x100 rounded to 2 decimals, trapezoid, area rounded to 1 decimal) over
+    the sweep's equal rates inside [lo, hi]; at least two are needed (else a ConfigError naming ``where``)."""
+    points = [(r, m) for r, m, _ in equal_rate_points(summary) if lo - RATE_TOLERANCE <= r <= hi + RATE_TOLERANCE]
+    if len(points) < 2:
+        found = ", ".join(rate_text(r) for r, _ in points) or "none"
+        raise ConfigError(f"--auilc-range {lo:g} {hi:g}: {where} has fewer than two swept rates in that range "
+                          f"(found: {found}); the area needs at least two")
+    rates = [r for r, _ in points]
+    means = {k: [m[k] for _, m in points] for k in points[0][1]}
+    return auilc_row(means, rates, from_zero=False), rates
+
+
+def range_note(auilc_range: tuple[float, float], rates: dict[str, list[float]], paper: bool = False) -> str:
+    """The header line naming a non-default AUILC range and the rates each sweep's area spans ('' by default);
+    with ``paper`` it says that the published rows are left out."""
+    if is_default_range(auilc_range):
+        return ""
+    lo, hi = auilc_range
+    spans = {label: ", ".join(map(rate_text, r)) for label, r in rates.items()}
+    if len(set(spans.values())) == 1:
+        over = f"rates {next(iter(spans.values()))}"
+    else:
+        over = "; ".join(f"{label}: rates {span}" for label, span in spans.items())
+    reference = f"{DEFAULT_AUILC_RANGE[0]:.1f}-{DEFAULT_AUILC_RANGE[1]:.1f}"
+    left_out = f"; the paper's published rows, which are over {reference}, are left out" if paper else ""
+    return f"AUILC over the missing rates in [{lo:g}, {hi:g}] ({over}), not the reference's {reference}{left_out}."
+
+
+def auilc_table(sweeps: list[dict], labels: list[str], family: str, dataset: str, paper: bool,
+                areas: Optional[list[Optional[dict]]] = None) -> pd.DataFrame:
+    """One row per sweep (its AUILC, or ``areas[i]`` when given), then with ``paper`` the published rows."""
     rows = []
-    for summary, label in zip(sweeps, labels):
-        auc = summary.get("auilc")
+    for i, (summary, label) in enumerate(zip(sweeps, labels)):
+        auc = summary.get("auilc") if areas is None else areas[i]
         row = {"Model": label}
         for name, keys in TABLE_COLUMNS[family]:
             row[name] = "/".join(fmt(k, paper_scale(k, auc[k])) if auc else "n/a" for k in keys)
@@ -150,7 +222,8 @@ def per_rate_tables(sweeps: list[dict], labels: list[str], family: str) -> tuple
     return "\n\n".join(blocks) + "\n", pd.DataFrame(long_rows)
 
 
-def plot_curves(sweeps: list[dict], labels: list[str], family: str, dataset: str, paper: bool, out: Path) -> list[Path]:
+def plot_curves(sweeps: list[dict], labels: list[str], family: str, dataset: str, paper: bool, out: Path,
+                auilc_range: tuple[float, float] = DEFAULT_AUILC_RANGE) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,11 +241,14 @@ def plot_curves(sweeps: list[dict], labels: list[str], family: str, dataset: str
             rates, values = PAPER_CURVES[dataset][key]
             ax.plot(rates, values, "k--", marker="x", lw=1,
                     label=f"EMT-DLFR, paper (read from Fig. {FIGURE_NUMBER.get(dataset, '?')})")
+        if not is_default_range(auilc_range):
+            ax.axvspan(*auilc_range, color="grey", alpha=0.12, lw=0)
         ax.set_title(f"{title} (x100)")
         ax.set_xlabel("missing rate")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{dataset}: test metrics against the missing rate")
+    shaded = "" if is_default_range(auilc_range) else f" (AUILC over {auilc_range[0]:g}-{auilc_range[1]:g}, shaded)"
+    fig.suptitle(f"{dataset}: test metrics against the missing rate{shaded}")
     fig.tight_layout()
     paths = []
     for suffix in ("png", "pdf", "svg"):
@@ -196,27 +272,97 @@ def default_out(dirs: list[Path]) -> Path:
     return common / "report"
 
 
-def make_report(dirs: list[Path], out: Path | None = None, paper: bool = False) -> dict:
-    """Write the tables and figures; return their paths and the Markdown of the AUILC table."""
+def read_cells(directory: Path) -> dict[Rates, list[dict]]:
+    """The finished cells of a sweep folder by their (text, audio, vision) rates: every cell file of the
+    folder's config, whatever run wrote it (results.json holds only the last run's grid)."""
+    directory = Path(directory)
+    fingerprint = json.loads((directory / "config.json").read_text()).get("fingerprint")
+    cells: dict[Rates, list[dict]] = {}
+    for path in sorted(directory.glob("cells/*/*.json")):
+        try:
+            record = json.loads(path.read_text())
+            rates = tuple(float(r) for r in record["rates"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise UserError(f"{path} is not a cell file written by run.py (expected JSON with 'rates' and 'test')") from None
+        if record.get("fingerprint") == fingerprint:
+            cells.setdefault(rates, []).append(record)
+    return cells
+
+
+def modality_series(rates: list[Rates]) -> list[tuple[int, list[Rates]]]:
+    """(modality index, cells' rates ordered by that modality's rate) for every setting of the other two
+    rates under which at least two cells differ only in that modality's rate."""
+    series = []
+    for i in range(len(MODALITIES)):
+        groups: dict[tuple[float, ...], list[Rates]] = {}
+        for r in rates:
+            groups.setdefault(r[:i] + r[i + 1:], []).append(r)
+        series += [(i, sorted(members, key=lambda r: r[i])) for _, members in sorted(groups.items()) if len(members) > 1]
+    return series
+
+
+def per_modality_tables(dirs: list[Path], labels: list[str], family: str) -> tuple[str, pd.DataFrame]:
+    """Markdown blocks (one per sweep, modality and fixed pair of other rates: a row per rate of the varied
+    modality, a column per metric, mean ± std over seeds) and the long table; '' when no folder has any."""
+    keys = [key for _, ks in TABLE_COLUMNS[family] for key in ks]
+    headers = [name if len(ks) == 1 else f"{name} {key.split('_', 1)[0]}" for name, ks in TABLE_COLUMNS[family]
+               for key in ks]
+    blocks, long_rows = [], []
+    for directory, label in zip(dirs, labels):
+        cells = read_cells(directory)
+        for i, members in modality_series(list(cells)):
+            fixed = " and ".join(f"{MODALITIES[j]} {members[0][j]:g}" for j in range(len(MODALITIES)) if j != i)
+            rows = []
+            for rates in members:
+                records = sorted(cells[rates], key=lambda r: r["seed"])
+                stats = seed_stats(records, keys)
+                row = {f"{MODALITIES[i]} rate": f"{rates[i]:g}"}
+                for key, header in zip(keys, headers):
+                    mean, std = paper_scale(key, stats["mean"][key]), paper_scale(key, stats["std"][key])
+                    row[header] = f"{fmt(key, mean)} ± {fmt(key, std)}"
+                    long_rows.append({"variant": label, "modality": MODALITIES[i], "rate_text": rates[0],
+                                      "rate_audio": rates[1], "rate_vision": rates[2], "metric": key,
+                                      "mean": mean, "std": std, "seeds": " ".join(str(r["seed"]) for r in records)})
+                row["seeds"] = len(records)
+                rows.append(row)
+            blocks.append(f"## {label}: {MODALITIES[i]} missing, {fixed} fixed\n\n{markdown_table(pd.DataFrame(rows))}")
+    return "\n\n".join(blocks), pd.DataFrame(long_rows)
+
+
+def make_report(dirs: list[Path], out: Path | None = None, paper: bool = False,
+                auilc_range: tuple[float, float] = DEFAULT_AUILC_RANGE) -> dict:
+    """Write the tables and figures; return their paths and the Markdown of the AUILC table (with
+    ``auilc_note`` naming a non-default AUILC range, and ``per_modality`` the per-modality tables' path or None)."""
     dirs = [Path(d) for d in dirs]
+    auilc_range = check_auilc_range(auilc_range)
     sweeps = [load_sweep(d) for d in dirs]
     datasets = {s["dataset"] for s in sweeps}
     families = {s["family"] for s in sweeps}
     if len(families) > 1:
         raise UserError("cannot put SIMS and MOSI/MOSEI sweeps in one report (different metrics)")
     family, dataset = families.pop(), sorted(datasets)[0]
+    labels = variant_labels(sweeps, dirs)
+    spans = [auilc_over(s, auilc_range, d) for s, d in zip(sweeps, dirs)]  # a bad range fails before any write
     out = Path(out) if out else default_out(dirs)
     out.mkdir(parents=True, exist_ok=True)
-    labels = variant_labels(sweeps, dirs)
-    auc = auilc_table(sweeps, labels, family, dataset, paper)
+    note = range_note(auilc_range, {label: rates for label, (_, rates) in zip(labels, spans)}, paper)
+    auc = auilc_table(sweeps, labels, family, dataset, paper and not note, [area for area, _ in spans])
     auc_md = markdown_table(auc)
     rates_md, rates_long = per_rate_tables(sweeps, labels, family)
-    atomic_write_text(out / "auilc.md", f"# AUILC on {dataset}\n\n{auc_md}\n")
+    atomic_write_text(out / "auilc.md", f"# AUILC on {dataset}\n\n{note + chr(10) * 2 if note else ''}{auc_md}\n")
     atomic_write_text(out / "auilc.csv", auc.to_csv(index=False))
     atomic_write_text(out / "per_rate.md", f"# Per-rate test metrics on {dataset} (mean ± std over seeds)\n\n{rates_md}")
     atomic_write_text(out / "per_rate.csv", rates_long.to_csv(index=False))
-    figures = plot_curves(sweeps, labels, family, dataset, paper, out)
-    return {"out": out, "auilc_markdown": auc_md, "figures": figures}
+    modality_md, modality_long = per_modality_tables(dirs, labels, family)
+    per_modality = None
+    if modality_md:
+        per_modality = out / "per_modality.md"
+        atomic_write_text(per_modality, f"# Per-modality missing rates on {dataset} (mean ± std over seeds)\n\n"
+                                        f"{modality_md}\n")
+        atomic_write_text(out / "per_modality.csv", modality_long.to_csv(index=False))
+    figures = plot_curves(sweeps, labels, family, dataset, paper, out, auilc_range)
+    return {"out": out, "auilc_markdown": auc_md, "auilc_note": note, "figures": figures,
+            "per_modality": per_modality}
 
 
 def table_cells(auilc: dict | None, values_are_x100: bool, family: str) -> list[str]:
@@ -230,35 +376,41 @@ def table_cells(auilc: dict | None, values_are_x100: bool, family: str) -> list[
     return cells
 
 
-def paper_table(number: int, results: Path, run_name: str = "run_once", paper: bool = False) -> tuple[str, list[Path]]:
+def paper_table(number: int, results: Path, run_name: str = "run_once", paper: bool = False,
+                auilc_range: tuple[float, float] = DEFAULT_AUILC_RANGE) -> tuple[str, list[Path]]:
     """The paper's Table ``number`` (6: MOSI and MOSEI, 7: SIMS) from the sweeps under ``results``.
 
     Rows: MulT, TFR-Net and EMT-DLFR measured here (``<results>/<dataset>/<model>/<run_name>``), then with
-    ``paper`` the published rows. Returns the Markdown and the sweep folders that were found.
+    ``paper`` the published rows (not over a non-default ``auilc_range``, whose note then heads the table).
+    Returns the Markdown and the sweep folders that were found.
     """
+    auilc_range = check_auilc_range(auilc_range)
     if number not in PAPER_TABLES:
         raise UserError(f"--table {number}: the paper's comparison tables are {', '.join(map(str, PAPER_TABLES))}")
     datasets = PAPER_TABLES[number]
     family = "sims" if datasets == ("sims",) else "mosi"
     header = ["Model"] + [f"{ds.upper()} {name}" if len(datasets) > 1 else name
                           for ds in datasets for name, _ in TABLE_COLUMNS[family]]
-    rows, found = [], []
+    rows, found, spans = [], [], {}
     for model in MODEL_NAMES:
         cells = [title(model)]
         for dataset in datasets:
             folder = Path(results) / dataset / model / run_name
-            summary = load_sweep(folder) if (folder / "results.json").exists() else None
-            if summary is not None:
+            area = None
+            if (folder / "results.json").exists():
+                area, spans[f"{dataset} {title(model)}"] = auilc_over(load_sweep(folder), auilc_range, folder)
                 found.append(folder)
-            cells += table_cells(summary.get("auilc") if summary else None, True, family)
+            cells += table_cells(area, True, family)
         rows.append(cells)
-    if paper:
+    note = range_note(auilc_range, spans, paper) if spans else ""
+    if paper and not note:
         for model in MODEL_NAMES:
             cells = [f"{title(model)} (paper)"]
             for dataset in datasets:
                 cells += table_cells(PAPER_TABLE_ROWS[dataset][model], False, family)
             rows.append(cells)
-    return markdown_table(pd.DataFrame(rows, columns=header)), found
+    table = markdown_table(pd.DataFrame(rows, columns=header))
+    return (f"{note}\n\n{table}" if note else table), found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,11 +423,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the paper's Table 6 (MOSI, MOSEI) or 7 (SIMS) from the sweeps under --results")
     parser.add_argument("--results", type=Path, default=Path("results"), help="with --table: the results root")
     parser.add_argument("--run-name", default="run_once", help="with --table: the sweep folder under each model")
+    parser.add_argument("--auilc-range", type=float, nargs=2, metavar=("LO", "HI"), default=DEFAULT_AUILC_RANGE,
+                        help="AUILC over the swept rates in [LO, HI] (default 0.0 1.0, the reference's: every rate "
+                             "from 0.0); e.g. 0.1 1.0 as the paper's captions, or 0.0 0.9")
     args = parser.parse_args(argv)
+    auilc_range = check_auilc_range(args.auilc_range)
     if args.table is not None:
         if args.dirs:
             raise UserError("--table reads the sweeps under --results; give no directories with it")
-        markdown, found = paper_table(args.table, args.results, args.run_name, args.paper)
+        markdown, found = paper_table(args.table, args.results, args.run_name, args.paper, auilc_range)
         if not found:
             raise UserError(f"no sweep found under {args.results}/<dataset>/<model>/{args.run_name} for Table "
                             f"{args.table} (run the scripts first, e.g. MODEL=mult bash scripts/mosi/run_once.sh 0)")
@@ -287,9 +443,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.dirs:
         raise UserError("give the sweep directories to compare, or --table 6 / --table 7")
-    report = make_report(args.dirs, args.out, args.paper)
+    report = make_report(args.dirs, args.out, args.paper, auilc_range)
+    if report["auilc_note"]:
+        print(report["auilc_note"] + "\n")
     print(report["auilc_markdown"])
     print(f"\ntables and figures in {report['out']} (curves: {report['figures'][0]})")
+    if report["per_modality"]:
+        print(f"per-modality tables (--diff-missing cells): {report['per_modality']}")
     return 0
 
 
