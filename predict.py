@@ -52,21 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     from trains.model_file import check_data_fits, load_model_file
     from trains.predictions import write_csv
     from trains.trainer import run_model
-    from utils.device import resolve_device
+    from models.execution import ExecutionPolicy
 
     saved = load_model_file(args.model, {"device": args.device} if args.device else None)
     cfg = saved.cfg
     data = load_mmsa(args.data, label_range=cfg.label_range, fix_nonfinite=args.fix_nonfinite,
                      strict_data=args.strict_data)
     check_data_fits(saved, data)
-    device = resolve_device(cfg.device)
-    model = saved.model.to(device)
+    policy = ExecutionPolicy.from_config(cfg)
+    model = saved.model.to(policy.device)
     frames = []
     for split in [args.split] if args.split else SPLITS:
         dataset = MMSADataset(data.path, split, rates, cfg.missing_seeds, data=data)
         find_empty_modalities(MMSADataset(data.path, split, (0.0,) * len(MODALITIES), cfg.missing_seeds, data=data))
         loader = ordered_loader(dataset, args.batch_size or cfg.batch_size, cfg.num_workers)
-        preds, _ = run_model(model, loader, cfg, device, with_loss=False)
+        preds, _ = run_model(model, loader, cfg, policy=policy, with_loss=False)
         metrics = preds.metrics(cfg.metric_set)
         print(f"{split}: {len(dataset)} clips, " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         frames.append(preds.to_frame(split, rates))

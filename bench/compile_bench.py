@@ -28,8 +28,9 @@ import torch  # noqa: E402
 from config import get_config  # noqa: E402
 from model_inputs import dropout_free_bert, make_inputs  # noqa: E402
 from models import build_model  # noqa: E402
+from models.emt_dlfr import EMTDLFR  # noqa: E402
 from trains.compile import maybe_compile  # noqa: E402
-from trains.losses import dlfr_loss  # noqa: E402
+from trains.losses import DLFRObjective  # noqa: E402
 from trains.optim import build_optimizer  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -38,7 +39,7 @@ BATCH = 8
 #: (text tokens, audio frames, vision frames) per clip of the two alternating batches.
 LENGTH_SETS = (((12, 10, 9), (5, 4, 3)), ((9, 7, 9), (4, 10, 2)))
 SHAPES = dict(seq_len=12, audio_len=10, vision_len=9, audio_dim=5, vision_dim=6)
-MODEL_INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
+MODEL_INPUTS = EMTDLFR.INPUTS
 NO_DROPOUT = dict(attn_dropout=0.0, ff_dropout=0.0, post_fusion_dropout=0.0, emb_dropout=0.0)
 
 
@@ -62,13 +63,13 @@ def build(compiled: bool):
     cfg = get_config("tiny", **NO_DROPOUT)
     model = build_model(cfg, SHAPES["audio_dim"], SHAPES["vision_dim"], dropout_free_bert())
     model = maybe_compile(model.train(), compiled)
-    return cfg, model, build_optimizer(cfg, model)
+    return cfg, model, build_optimizer(cfg, model, model.policy)
 
 
 def backward(cfg, model, optimizer, batch) -> float:
     """Forward, DLFR loss and backward (gradients left in place) -> the loss."""
     optimizer.zero_grad(set_to_none=True)
-    loss = dlfr_loss(model(**{k: batch[k] for k in MODEL_INPUTS}), batch, cfg)["total"]
+    loss = DLFRObjective(cfg)(model(**{k: batch[k] for k in MODEL_INPUTS}), batch)["total"]
     loss.backward()
     return loss.item()
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import resource
@@ -69,10 +70,12 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from config import get_config  # noqa: E402
 from models import build_model  # noqa: E402
-from models.emt import Attention, PreNorm, set_explicit_attention  # noqa: E402
+from models.blocks import Attention, PreNorm  # noqa: E402
+from models.emt_dlfr import EMTDLFR  # noqa: E402
+from models.execution import EXPLICIT, LEAN, BatchPlan, ExecutionPolicy  # noqa: E402
 from models.fusion import build_fusion  # noqa: E402
 from models.text_encoder import load_text_encoder  # noqa: E402
-from trains.losses import dlfr_loss  # noqa: E402
+from trains.losses import DLFRObjective  # noqa: E402
 from trains.optim import build_optimizer  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -95,7 +98,7 @@ LABEL_RANGE = 3.0
 SWEEP_LENGTHS = (64, 128, 256, 512, 1024, 2048)
 SWEEP_TEXT_TOKENS = 49
 FUSION_ORDER = ("emt", "emt-serial", "ooll", "oall", "oall-serial")
-MODEL_INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
+MODEL_INPUTS = EMTDLFR.INPUTS
 
 
 # --- MAC counting -----------------------------------------------------------------------------------
@@ -158,10 +161,9 @@ def check_sdpa_formula(cfg, name: str) -> None:
     fusion = build_fusion(cfg).eval()
     inputs = fusion_inputs(cfg, (7, 11, 13), 2)
     counts = []
-    for explicit in (False, True):
-        set_explicit_attention(fusion, explicit)
+    for kernel in (LEAN, EXPLICIT):
         with torch.no_grad(), counted(fusion) as macs:
-            fusion(*inputs)
+            fusion(*inputs, BatchPlan(attention=kernel))
         counts.append(macs)
     if counts[0] != counts[1]:
         raise AssertionError(f"{name}: SDPA formula {counts[0]} != explicit attention {counts[1]}")
@@ -252,9 +254,10 @@ def time_record(fusion: str, dataset: str, batch_size: int, repeats: int, device
     torch.manual_seed(0)
     cfg = get_config(dataset, fusion=fusion, bert=TIME_ENCODER, device=device)
     _, audio_dim, vision_dim = cfg.feature_dims
-    model = build_model(cfg, audio_dim, vision_dim, load_text_encoder(cfg.bert)).to(device)
-    model.fusion.recompute = False
-    optimizer = build_optimizer(cfg, model)
+    policy = dataclasses.replace(ExecutionPolicy.from_config(cfg), recompute=False)
+    model = build_model(cfg, audio_dim, vision_dim, load_text_encoder(cfg.bert), policy=policy).to(device)
+    optimizer = build_optimizer(cfg, model, policy)
+    objective = DLFRObjective(cfg)
     batch = to_device(make_batch(cfg, batch_size, full_length=False), device)
     inputs = {k: batch[k] for k in MODEL_INPUTS}
     cuda = device.startswith("cuda")
@@ -264,7 +267,7 @@ def time_record(fusion: str, dataset: str, batch_size: int, repeats: int, device
     def train_step() -> None:
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        dlfr_loss(model(**inputs), batch, cfg)["total"].backward()
+        objective(model(**inputs), batch)["total"].backward()
         optimizer.step()
 
     def infer_step() -> None:
@@ -278,18 +281,19 @@ def time_record(fusion: str, dataset: str, batch_size: int, repeats: int, device
     fusion_optimizer = torch.optim.Adam(fusion_module.parameters())
     text_len, audio_len, vision_len = SHAPES[dataset]
     gmc, locals_, masks = fusion_inputs(cfg, (text_len - 1, audio_len, vision_len), 2 * batch_size, device)
+    padded = policy.plan(every_clip_has_tokens=False)  # the fusion alone runs on the padded tokens
 
     def fusion_train_step() -> None:
         fusion_module.train()
         fusion_optimizer.zero_grad(set_to_none=True)
-        out_gmc, out_locals = fusion_module(gmc, locals_, masks)
+        out_gmc, out_locals = fusion_module(gmc, locals_, masks, padded)
         (out_gmc.square().mean() + sum(h.square().mean() for h in out_locals)).backward()
         fusion_optimizer.step()
 
     def fusion_infer_step() -> None:
         fusion_module.eval()
         with torch.no_grad():
-            fusion_module(gmc, locals_, masks)
+            fusion_module(gmc, locals_, masks, padded)
 
     record["fusion_train_step_s"] = median_time(fusion_train_step, repeats, sync)
     record["fusion_infer_step_s"] = median_time(fusion_infer_step, repeats, sync)
@@ -317,7 +321,6 @@ def sweep(lengths: tuple[int, ...]) -> list[dict]:
         cfg = get_config("mosi", fusion=name, max_seq_len=max(lengths))
         with torch.device("meta"):
             fusion = build_fusion(cfg).eval()
-        set_explicit_attention(fusion, True)
         for t in lengths:
             gmc, locals_, masks = (
                 torch.empty(1, 3, cfg.d_model, device="meta"),
@@ -325,7 +328,7 @@ def sweep(lengths: tuple[int, ...]) -> list[dict]:
                 [torch.ones(1, n, dtype=torch.bool, device="meta") for n in (SWEEP_TEXT_TOKENS, t, t)],
             )
             with torch.no_grad(), counted(fusion) as macs:
-                fusion(gmc, locals_, masks)
+                fusion(gmc, locals_, masks, BatchPlan(attention=EXPLICIT))
             rows.append({"fusion": name, "T": t, "macs": macs["total"], "cross_modal_macs": macs["cross"],
                          "self_attention_macs": macs["self"]})
     return rows

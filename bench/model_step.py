@@ -35,7 +35,7 @@ from torch import nn  # noqa: E402
 from bench.train_step_speed import KB_PER_GB, SHAPES, THREADS, make_batch, reset_peak_memory  # noqa: E402
 from config import get_config  # noqa: E402
 from trains.registry import model_spec  # noqa: E402
-from trains.trainer import autocast_context, forward_batch, to_device  # noqa: E402
+from trains.trainer import forward_batch, to_device  # noqa: E402
 from utils.device import describe_device, resolve_device  # noqa: E402
 from utils.seed import setup_seed  # noqa: E402
 
@@ -47,13 +47,13 @@ def build(model_name: str, device: str):
     cfg = get_config("mosi", model_name, bert=MOSI.encoder, device=device)
     spec = model_spec(cfg)
     model = spec.build(cfg, MOSI.audio_dim, MOSI.vision_dim).to(device).train()
-    return cfg, spec, model, spec.optimizer(cfg, model)
+    return cfg, spec, model, spec.optimizer(cfg, model, model.policy)
 
 
 def train_step(cfg, spec, model, optimizer, batch) -> float:
     optimizer.zero_grad(set_to_none=True)
-    with autocast_context(cfg, torch.device(cfg.device)):
-        loss = spec.objective(forward_batch(model, batch), batch, cfg)["total"]
+    with model.policy.autocast():
+        loss = spec.objective(cfg)(forward_batch(model, batch), batch)["total"]
     loss.backward()
     if cfg.grad_clip is not None:
         nn.utils.clip_grad_value_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)

@@ -1,6 +1,6 @@
 """Benchmark (not a test): time and peak memory of one EMT-DLFR training step at MOSI's real shapes.
 
-One step = forward of both views, every DLFR loss term (trains.losses.dlfr_loss), backward, Adam step
+One step = forward of both views, every DLFR loss term (trains.losses.DLFRObjective), backward, Adam step
 (trains.optim.build_optimizer, the trainer's five parameter groups). Shapes are MOSI's: text L=50, audio
 375 x 5, vision 500 x 20, with random lengths and one full-length clip per batch, a 0.5 missing rate in
 the incomplete view, a bert-base-sized randomly initialised encoder (``random:base``) and every dropout
@@ -53,11 +53,11 @@ import torch  # noqa: E402
 
 from config import get_config  # noqa: E402
 from models import build_model  # noqa: E402
-from models.emt_dlfr import read_positions  # noqa: E402
+from models.emt_dlfr import EMTDLFR, read_positions  # noqa: E402
 from models.text_encoder import load_text_encoder  # noqa: E402
-from trains.losses import dlfr_loss  # noqa: E402
+from trains.losses import DLFRObjective  # noqa: E402
 from trains.optim import build_optimizer  # noqa: E402
-from trains.trainer import autocast_context, to_device  # noqa: E402
+from trains.trainer import to_device  # noqa: E402
 from utils.device import describe_device, resolve_device, set_tf32  # noqa: E402
 from utils.seed import setup_seed  # noqa: E402
 
@@ -141,7 +141,7 @@ def make_batch(batch_size: int, seed: int = 0, shapes: Shapes = SHAPES["mosi"]) 
     }
 
 
-MODEL_INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
+MODEL_INPUTS = EMTDLFR.INPUTS
 
 
 def build(variant: str, settings: Settings):
@@ -150,11 +150,10 @@ def build(variant: str, settings: Settings):
     device = resolve_device(settings.device)
     setup_seed(0, settings.deterministic)
     cfg = get_config(shapes.preset, bert=shapes.encoder, device=str(device), amp=settings.amp,
-                     deterministic=settings.deterministic)
+                     deterministic=settings.deterministic, fast_path=variant == "fast")
     set_tf32(cfg.tf32)
     model = build_model(cfg, shapes.audio_dim, shapes.vision_dim, load_text_encoder(shapes.encoder)).to(device)
-    model.set_fast_path(variant == "fast")
-    return cfg, model.train(), build_optimizer(cfg, model)
+    return cfg, model.train(), build_optimizer(cfg, model, model.policy)
 
 
 def bench_batch(batch_size: int, settings: Settings) -> dict:
@@ -193,9 +192,9 @@ def device_record(cfg) -> dict:
 
 def train_step(cfg, model, optimizer, batch) -> float:
     optimizer.zero_grad(set_to_none=True)
-    with autocast_context(cfg, torch.device(cfg.device)):
+    with model.policy.autocast():
         out = model(**{k: batch[k] for k in MODEL_INPUTS})
-        loss = dlfr_loss(out, batch, cfg)["total"]
+        loss = DLFRObjective(cfg)(out, batch)["total"]
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -233,9 +232,9 @@ def same_results(batch_size: int, settings: Settings = Settings()) -> dict:
     batch = bench_batch(batch_size, settings)
     for variant in VARIANTS:
         cfg, model, _ = build(variant, settings)
-        with torch.no_grad(), autocast_context(cfg, torch.device(cfg.device)):
+        with torch.no_grad(), model.policy.autocast():
             out = model.eval()(**{k: batch[k] for k in MODEL_INPUTS})
-            outputs[variant] = (out, dlfr_loss(out, batch, cfg)["total"])
+            outputs[variant] = (out.tensors(), DLFRObjective(cfg)(out, batch)["total"])
     (fast, fast_loss), (plain, plain_loss) = outputs["fast"], outputs["plain"]
     read = read_positions(batch["text"], batch["audio_lengths"], batch["vision_lengths"])  # the fast path
     diff = {k: (fast[k] - plain[k]) * (read[k][..., None] if k in read else 1) for k in fast}  # skips the rest
@@ -303,26 +302,27 @@ def breakdown(variant: str, batch_size: int, repeats: int, settings: Settings = 
     locals_ = [torch.randn(n, t, d, device=device, requires_grad=True) for t in lengths]
     masks = [torch.arange(x.shape[1], device=device)[None] < n.to(device)[:, None]
              for x, n in zip(locals_, (t_len, a_len, v_len))]
-    autocast = lambda: autocast_context(cfg, device)  # noqa: E731
+    autocast = model.policy.autocast
+    plan = model.policy.plan(every_clip_has_tokens=True)  # the benchmark batch has words in every clip
 
     def bert():
         with autocast():
-            hidden = model._text_hidden(text)
+            hidden = model._text_hidden(text, plan)
         hidden.float().sum().backward()
 
     def lstms():
         with autocast():
             a_utt, a_seq = model.audio_model(audio, a_len)
-            v_utt, v_seq = model.video_model(vision, v_len)
+            v_utt, v_seq = model.vision_model(vision, v_len)
         (a_utt.float().sum() + a_seq.float().sum() + v_utt.float().sum() + v_seq.float().sum()).backward()
 
     def fusion():
         with autocast():
-            g, outs = model.fusion(gmc, locals_, masks)
+            g, outs = model.fusion(gmc, locals_, masks, plan)
         (g.float().sum() + sum(o.float().sum() for o in outs)).backward()
 
     def step():
-        train_step(cfg, model, build_optimizer(cfg, model), batch)
+        train_step(cfg, model, build_optimizer(cfg, model, model.policy), batch)
 
     return {
         "variant": variant,

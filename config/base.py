@@ -45,6 +45,9 @@ MODEL_NAMES = ("mult", "tfr_net", "emt-dlfr")
 #: The paper's names of the models.
 MODEL_TITLES = {"mult": "MulT", "tfr_net": "TFR-Net", "emt-dlfr": "EMT-DLFR"}
 
+#: Values of ``attention_kernel`` (models/execution.py names the kernels).
+ATTENTION_KERNEL_CHOICES = ("auto", "explicit", "lean", "sdpa")
+
 #: How the optimiser steps inside a group of ``update_epochs`` mini-batches whose gradients are summed.
 #: "group": once, after the group's last batch (EMT-DLFR's trainer). "mmsa": after every batch, with the
 #: gradients summed since the group's start, and once more after the group's last batch (the baselines'
@@ -128,12 +131,15 @@ class ExperimentConfig:
     #: None (fp32, reference) or "bf16" autocast on GPUs.
     amp: Optional[str] = None
     deterministic: bool = False
-    #: torch.compile the model's forward. Off: measured no faster on the CPU (docs/BENCHMARKS.md).
+    #: torch.compile the model's forward. Off by default: see docs/BENCHMARKS.md, compile vs eager.
     compile: bool = False
     #: The fast implementation (both views stacked, padding skipped, fused attention and Adam kernels), the same
     #: results up to float rounding and dropout draws; False = the reference-like computation (one padded view at
-    #: a time, explicit softmax attention, per-parameter Adam), slower (docs/BENCHMARKS.md).
+    #: a time, explicit softmax attention, per-parameter Adam). See models/execution.py and docs/BENCHMARKS.md.
     fast_path: bool = True
+    #: Attention kernel: "auto" (lean on a CPU, sdpa elsewhere; explicit without fast_path), "explicit",
+    #: "lean" or "sdpa" (models/execution.py).
+    attention_kernel: str = "auto"
     checkpoint_every_epoch: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,6 +263,26 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
 
 
+#: Fields that change how fast a run goes, or what it checks, but not what it computes: left out of the
+#: results' fingerprint and of :func:`config_diff` (``text_hidden_size`` only refuses an encoder, so results
+#: made without it stay valid; ``fast_path`` and ``attention_kernel`` change the implementation, not the
+#: computation).
+RUNTIME_FIELDS = (
+    "device", "tf32", "num_workers", "checkpoint_every_epoch", "text_hidden_size", "fast_path", "attention_kernel",
+)
+
+
+def config_diff(saved: dict, current: dict) -> list[str]:
+    """The fields, other than :data:`RUNTIME_FIELDS`, whose values differ between two config dicts (a
+    field one of them lacks differs); values are compared as JSON, so tuples equal the lists JSON reads."""
+    fields = (saved.keys() | current.keys()) - set(RUNTIME_FIELDS)
+
+    def as_json(value: Any) -> str:
+        return json.dumps(value, default=str, sort_keys=True)
+
+    return sorted(k for k in fields if k not in saved or k not in current or as_json(saved[k]) != as_json(current[k]))
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Convert ``value`` (often a string from the command line) to the field's declared type."""
     origin = typing.get_origin(hint)
@@ -352,6 +378,10 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"faithful_rng reproduces the authors' EMT-DLFR initialisation; {what} has no counterpart in "
             "their EMT-DLFR code (use EMT-DLFR with --fusion emt, or drop --faithful-rng)"
+        )
+    if cfg.attention_kernel not in ATTENTION_KERNEL_CHOICES:
+        raise ConfigError(
+            f"attention_kernel must be one of {', '.join(ATTENTION_KERNEL_CHOICES)}, got {cfg.attention_kernel!r}"
         )
     if cfg.metric_set not in ("mosi", "sims"):
         raise ConfigError(f"metric_set must be 'mosi' or 'sims', got {cfg.metric_set!r}")

@@ -52,6 +52,23 @@ logger = logging.getLogger(__name__)
 
 #: The reference's multimodal label name; SIMS adds "T", "A", "V" (UNIMODAL_LABEL_KEYS).
 MULTIMODAL_LABEL = "M"
+#: Items keep MMSA's entry names. ``<modality>_missing_mask`` holds the incomplete view's keep-mask (1 at the
+#: KEPT positions, despite its name); ``<modality>_mask`` the valid frames of audio / vision (text's valid
+#: tokens are row ``TEXT_MASK_ROW`` of ``text``).
+KEPT_KEY = "{}_missing_mask"
+VALID_KEY = "{}_mask"
+
+
+def kept_key(modality: str) -> str:
+    """The batch entry holding ``modality``'s keep-mask (1 = kept) in the incomplete view."""
+    return KEPT_KEY.format(modality)
+
+
+def valid_key(modality: str) -> str:
+    """The batch entry holding the valid frames of ``modality`` (audio or vision)."""
+    return VALID_KEY.format(modality)
+
+
 #: Largest seed numpy's RandomState accepts.
 MAX_SEED = 2**32 - 1
 
@@ -311,7 +328,7 @@ class MMSADataset(Dataset):
         item: dict[str, Any] = {
             "text": torch.tensor(text),
             "text_m": torch.from_numpy(text_m),
-            "text_missing_mask": torch.from_numpy(text_keep),
+            kept_key("text"): torch.from_numpy(text_keep),
         }
         for modality in LENGTH_KEYS:
             features = getattr(arrays, modality)[index]  # (T, d)
@@ -320,8 +337,8 @@ class MMSADataset(Dataset):
             item[f"{modality}_m"] = torch.from_numpy(mask_frames(features, modality_keep))
             length = getattr(arrays, f"{modality}_lengths")[index]
             item[f"{modality}_lengths"] = torch.tensor(length, dtype=torch.int64)
-            item[f"{modality}_mask"] = torch.from_numpy(self._valid[modality][index].astype(np.int64))
-            item[f"{modality}_missing_mask"] = torch.from_numpy(modality_keep.astype(np.int64))
+            item[valid_key(modality)] = torch.from_numpy(self._valid[modality][index].astype(np.int64))
+            item[kept_key(modality)] = torch.from_numpy(modality_keep.astype(np.int64))
         item["labels"] = {
             name: torch.tensor([values[index]], dtype=torch.float32) for name, values in arrays.labels.items()
         }

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from data.schema import CLS_POSITION
+
 #: BERT's [UNK] token id; the same in the uncased English and the Chinese vocabularies (docs/REFERENCE.md §3.2).
 UNK_ID = 100
-#: Position of [CLS], always kept.
-CLS_POSITION = 0
 #: Missing-mask protocols: the reference's fixed rate, or one rate per training sample (LNLN).
 PROTOCOLS = ("static", "lnln")
 

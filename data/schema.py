@@ -45,6 +45,11 @@ REQUIRED_KEYS = (*FEATURE_KEYS, *LENGTH_KEYS.values(), LABEL_KEY, ID_KEY)
 #: Rows of ``text_bert``: input ids, attention mask, segment ids.
 TEXT_BERT_ROWS = 3
 TEXT_IDS_ROW, TEXT_MASK_ROW, TEXT_SEGMENT_ROW = 0, 1, 2
+#: Token positions of a ``text_bert`` row: [CLS] first, then the words, then [SEP] and the padding.
+CLS_POSITION = 0
+FIRST_WORD_POSITION = CLS_POSITION + 1
+#: Special tokens around the words of a row: [CLS] ... [SEP].
+SPECIAL_TOKENS = 2
 
 #: Samples per chunk when scanning large feature arrays for non-finite values (bounds temporary memory).
 _SCAN_CHUNK = 256

@@ -2,8 +2,8 @@
 
 PyTorch's fused CPU attention kernel has no dropout, so ``scaled_dot_product_attention`` with
 ``dropout_p > 0`` falls back to the math path, which keeps three (B, h, Tq, Tk) tensors per call for the
-backward pass (probabilities, dropout mask, dropped probabilities: 9 bytes per logit). With MOSI's
-attention dropout of 0.3 and 500-frame clips that is gigabytes per training step.
+backward pass (probabilities, dropout mask, dropped probabilities: 9 bytes per logit), the largest part
+of a training step's memory at MOSI's 500-frame clips (docs/BENCHMARKS.md).
 
 :func:`dropout_attention` computes the same function, softmax(q k^T * scale + bias) -> dropout -> @ v, in
 chunks of (batch x head) slices, and keeps only q, k, v, the output and the dropout mask (1 byte per
@@ -48,8 +48,8 @@ _PENDING_DRAWS: "weakref.WeakValueDictionary[tuple, _Draws]" = weakref.WeakValue
 
 
 def _draw(generator: torch.Generator, shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
-    """Keep-mask of one chunk as 0. / 1. floats: 1 with probability 1 - p."""
-    return torch.empty(shape, dtype=dtype).uniform_(generator=generator).ge_(p)
+    """Keep-mask of one chunk as 0. / 1. floats on the generator's device: 1 with probability 1 - p."""
+    return torch.empty(shape, dtype=dtype, device=generator.device).uniform_(generator=generator).ge_(p)
 
 
 def _logits(q, k, bias, scale: float) -> torch.Tensor:

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.crossmodal_transformer import CrossmodalTransformer
+from models.execution import ExecutionPolicy
 from models.text_encoder import load_text_encoder
 
 #: The memories (self-attention transformers) have at least this many layers (the authors' MULT.py).
@@ -63,8 +64,17 @@ class MulT(nn.Module):
     #: Batch keys of the forward arguments, in order.
     INPUTS = ("text_m", "audio_m", "vision_m")
 
-    def __init__(self, cfg, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None):
+    def __init__(
+        self,
+        cfg,
+        audio_dim: int,
+        vision_dim: int,
+        text_encoder: Optional[nn.Module] = None,
+        policy: Optional[ExecutionPolicy] = None,
+    ):
         super().__init__()
+        #: How it computes (read by the trainer); its attention is SDPA on every policy (module docstring).
+        self.policy = policy if policy is not None else ExecutionPolicy.from_config(cfg)
         self.use_finetune = cfg.use_finetune
         self.text_model = text_encoder if text_encoder is not None else load_text_encoder(cfg.bert)
         self.text_dropout = cfg.text_dropout
@@ -90,9 +100,6 @@ class MulT(nn.Module):
         self.proj2 = nn.Linear(combined, combined)
         self.out_layer = nn.Linear(combined, 1)
         self.output_dropout = cfg.output_dropout
-
-    def set_fast_path(self, enabled: bool) -> None:
-        """No-op: MulT's attention is the same on both paths (see the module docstring)."""
 
     def _text_states(self, text: torch.Tensor) -> torch.Tensor:
         """(B, 3, T_t) float [ids; mask; segments] -> BERT last_hidden_state (B, T_t, H) at every position."""
@@ -121,6 +128,12 @@ class MulT(nn.Module):
         return {"pred_m": self.out_layer(self.proj2(hidden) + fused), "fused": fused}
 
 
-def build_mult(cfg, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None) -> MulT:
+def build_mult(
+    cfg,
+    audio_dim: int,
+    vision_dim: int,
+    text_encoder: Optional[nn.Module] = None,
+    policy: Optional[ExecutionPolicy] = None,
+) -> MulT:
     """MulT for ``cfg`` (:class:`config.mult.MultConfig`) and the dataset's audio / vision widths."""
-    return MulT(cfg, audio_dim, vision_dim, text_encoder)
+    return MulT(cfg, audio_dim, vision_dim, text_encoder, policy)

@@ -5,13 +5,16 @@ the HF model as ``.model`` (``Model.text_model.model.embeddings...``). Each mode
 in one :class:`KeyTable` of :data:`KEY_TABLES` (rules that map our keys to the reference's and back, and the
 reference keys to skip); if a real checkpoint disagrees, correct its table, not the code.
 
-* ``emt-dlfr``: the pooling MLPs are ``Model.fusion.attn_pools.{layer}.attention.{0,2}``, the positional
-  table is ``Model.fusion.pos_embed.pe`` (1, 1024, D) (a buffer, or a parameter when learnable), and every
-  other module name below ``Model.`` is the one this project uses too (``audio_model.rnn``, ``proj_text``,
-  ``fusion.mpus.{layer}.{modality}.{direction}.layers.0.{0,1,2}...``, ``*_projector.net``,
-  ``*_predictor.net``, ``recon_*``, ``post_fusion_layer_{1,2,3}``). Checked against the released code's key
-  list of its MOSI model (tests/fixtures/emt_dlfr_mosi_state_dict_keys.tsv), and a model loaded from it gives
-  the outputs of the released code with the same weights (tests/test_reference_outputs.py).
+* ``emt-dlfr``: the fusion keeps its CSTs as ``fusion.mpus.{layer}.{modality}.{direction}.layers.0.{0,1,2}...``
+  (direction 0: local tokens <- GMC, 1: GMC <- local tokens; ours: ``fusion.layers.{layer}.{local,global}.
+  {modality}``), its pooling MLPs as ``fusion.attn_pools.{layer}.attention.{0,2}`` (ours ``fusion.pools``), its
+  positional table as ``fusion.pos_embed.pe`` (1, 1024, D) (ours ``fusion.pos_emb.pe``; a buffer, or a
+  parameter when learnable); the vision modality is ``video`` (``video_model``, ``proj_video``,
+  ``video_projector``, ``recon_video``), the GMC's SimSiam heads are ``gmc_tokens_*``; every other module
+  name below ``Model.`` is the one this project uses too (``audio_model.rnn``, ``proj_text``,
+  ``*_projector.net``, ``*_predictor.net``, ``post_fusion_layer_{1,2,3}``). Checked against the released
+  code's key list of its MOSI model (tests/fixtures/emt_dlfr_mosi_state_dict_keys.tsv), and a model loaded
+  from it gives the outputs of the released code with the same weights (tests/test_reference_outputs.py).
 * ``mult``: the released code's key list (tests/fixtures/mult_mosi_state_dict_keys.tsv); module names
   below ``Model.`` are this project's too; its transformers carry a ``version`` buffer without a
   counterpart, skipped on loading.
@@ -21,7 +24,8 @@ reference keys to skip); if a real checkpoint disagrees, correct its table, not 
   without a counterpart (``version`` and the positional embedding's ``_float_tensor``), skipped on loading.
 
 A shared module appears in a state_dict once per alias (with EMT-DLFR's shipped sharing, the one CST appears
-under every ``mpus.{layer}.{modality}.{direction}`` and the one pool under every ``attn_pools.{layer}``).
+under every ``mpus.{layer}.{modality}.{direction}`` and the one pool under every ``attn_pools.{layer}``;
+ours under every ``layers.{layer}.{local,global}.{modality}`` and ``pools.{layer}``).
 :func:`to_reference_state_dict` writes all aliases; :func:`load_reference_state_dict` requires all aliases
 of one tensor to hold the same values. EMT-DLFR's fixed positional table is not part of this model's own
 ``state_dict()`` (a non-persistent buffer); it is written to and read from the reference layout all the same.
@@ -54,8 +58,16 @@ POSITION_TABLE = "pos_emb.pe"
 SHOWN_KEYS = 8
 
 
+#: The template field that spans several dotted components.
+REST = "rest"
+
+
 def _template_regex(template: str) -> re.Pattern:
-    pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>.+)", re.escape(template))
+    def field(match: re.Match) -> str:
+        name = match.group(1)
+        return f"(?P<{name}>.+)" if name == REST else f"(?P<{name}>[^.]+)"
+
+    pattern = re.sub(r"\\\{(\w+)\\\}", field, re.escape(template))
     return re.compile(f"^{pattern}$")
 
 
@@ -63,8 +75,9 @@ def _template_regex(template: str) -> re.Pattern:
 class KeyTable:
     """One model's reference key layout.
 
-    ``rules``: (our key template, reference key template); ``{name}`` matches one or more characters and
-    carries over; the first rule whose template matches wins, in either direction. ``ignored``: regexes of
+    ``rules``: (our key template, reference key template); ``{rest}`` matches one or more characters, any
+    other ``{name}`` one dotted component, and each carries over; the first rule whose template matches wins,
+    in either direction. ``ignored``: regexes of
     reference keys with no counterpart here, skipped on loading.
     """
 
@@ -90,8 +103,17 @@ KEY_TABLES: dict[str, KeyTable] = {
         model="emt-dlfr",
         rules=(
             ("text_model.{rest}", "Model.text_model.model.{rest}"),
+            ("fusion.layers.{layer}.local.{modality}.{rest}", "Model.fusion.mpus.{layer}.{modality}.0.{rest}"),
+            ("fusion.layers.{layer}.global.{modality}.{rest}", "Model.fusion.mpus.{layer}.{modality}.1.{rest}"),
             ("fusion.pools.{rest}", "Model.fusion.attn_pools.{rest}"),
             ("fusion.pos_emb.pe", "Model.fusion.pos_embed.pe"),
+            ("vision_model.{rest}", "Model.video_model.{rest}"),
+            ("proj_vision.{rest}", "Model.proj_video.{rest}"),
+            ("gmc_projector.{rest}", "Model.gmc_tokens_projector.{rest}"),
+            ("gmc_predictor.{rest}", "Model.gmc_tokens_predictor.{rest}"),
+            ("vision_projector.{rest}", "Model.video_projector.{rest}"),
+            ("vision_predictor.{rest}", "Model.video_predictor.{rest}"),
+            ("recon_vision.{rest}", "Model.recon_video.{rest}"),
             ("{rest}", "Model.{rest}"),
         ),
         ignored=tuple(BERT_BUFFER_KEYS),

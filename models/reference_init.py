@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from models.emt import NUM_MODALITIES
+from models.fusion_engine import NUM_MODALITIES
 from models.reference_checkpoint import load_reference_state_dict
 from models.text_encoder import load_text_encoder
 

@@ -15,22 +15,23 @@ never used. :func:`load_text_encoder` turns the config's ``bert`` string into su
 Anything that cannot be loaded raises one :class:`~utils.errors.UserError` saying where it looked and
 how to fix it.
 
-:data:`LEAN_ATTENTION` names an attention implementation for HF models: in training on a CPU (where
-SDPA's fused kernel has no dropout and its fallback keeps three (B, h, L, L) tensors per layer) it runs
-:func:`models.dropout_attention.dropout_attention`; everywhere else it is HF's SDPA. The model's fast path
-selects it for BERT.
+:func:`hf_attention` names the HF attention implementation of each attention kernel of
+:mod:`models.execution` (``lean``: the lean dropout kernel of :mod:`models.dropout_attention` for attention
+with dropout in training, SDPA otherwise; ``sdpa``: HF's SDPA); both also read packed tokens. The model
+sets the one its execution policy selects.
 
 :func:`packed_hidden_states` runs BERT on the valid tokens only (the fast path's text encoder): the
 clips' valid tokens are packed into one (1, N, H) sequence with their own position ids, so the
 embeddings, the projections, the feed-forward layers and the LayerNorms (all per token) skip the
 padding; only the attention itself unpacks the tokens to (B, h, L, d) and applies the key-padding mask.
 At the valid positions the result is BERT's ``last_hidden_state``; the padded positions, which nothing
-downstream reads, are zeros instead of BERT's values there. At MOSI's text lengths this roughly halves
-BERT's cost.
+downstream reads, are zeros instead of BERT's values there. The saving grows with the share of padding in
+a batch (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -41,7 +42,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
 from models.dropout_attention import draw_seed, dropout_attention
-from models.ragged import Ragged, every_clip_has_tokens
+from models.execution import LEAN, SDPA
+from models.ragged import Ragged
 from utils.errors import UserError
 
 RANDOM_PREFIX = "random:"
@@ -82,7 +84,21 @@ def fix_hint(flag: str = DEFAULT_FLAG) -> str:
     return FIX_HINT.format(flag=flag)
 
 
-LEAN_ATTENTION = "emt_lean_sdpa"
+#: HF attention implementations registered by this module, by attention kernel.
+HF_ATTENTIONS = {LEAN: "emt_lean_sdpa", SDPA: "emt_sdpa"}
+#: HF's SDPA: what an encoder that came with one of ours selected uses as its own attention.
+HF_SDPA = "sdpa"
+
+
+def hf_attention(kernel: str) -> str:
+    """The HF attention implementation of a ``lean`` or ``sdpa`` kernel (they also read packed tokens)."""
+    return HF_ATTENTIONS[kernel]
+
+
+def own_attention(bert: BertModel) -> str:
+    """The encoder's own HF attention implementation (HF's SDPA if it came with one of ours selected)."""
+    current = bert.config._attn_implementation
+    return HF_SDPA if current in HF_ATTENTIONS.values() else current
 
 
 def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None | bool:
@@ -97,11 +113,11 @@ def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None | bool
     return rows[:, 0]
 
 
-def _attend(module, query, key, value, key_mask, attention_mask, dropout: float, packed=False, **kwargs):
-    """q, k, v (B, h, L, d) -> (B, L, h, d): the lean kernel in CPU training, HF's SDPA otherwise.
+def _attend(module, query, key, value, key_mask, attention_mask, dropout: float, kernel: str, packed=False, **kwargs):
+    """q, k, v (B, h, L, d) -> (B, L, h, d): the lean kernel for dropout with ``kernel="lean"``, HF's SDPA otherwise.
 
     ``packed``: the padded query rows are not read (they are dropped when the tokens are packed again)."""
-    if dropout > 0 and query.device.type == "cpu" and key_mask is not False:
+    if kernel == LEAN and dropout > 0 and key_mask is not False:
         out = dropout_attention(query, key, value, key_mask, dropout, draw_seed(), padded_queries_unused=packed)
         return out.transpose(1, 2).contiguous()
     if attention_mask is None and key_mask is not None:
@@ -109,8 +125,8 @@ def _attend(module, query, key, value, key_mask, attention_mask, dropout: float,
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, **kwargs)[0]
 
 
-def lean_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, packing=None,
-                   **kwargs):
+def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, packing=None,
+               *, kernel: str, **kwargs):
     """HF attention function: q, k, v (B, h, L, d) -> ((B, L, h, d), None), SDPA semantics.
 
     With ``packing`` (a :class:`~models.ragged.Ragged`, from :func:`packed_hidden_states`) q, k, v are
@@ -120,9 +136,10 @@ def lean_attention(module, query, key, value, attention_mask, dropout: float = 0
     if scaling is not None and scaling != query.shape[-1] ** -0.5:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     if packing is None:
-        return _attend(module, query, key, value, _key_mask(attention_mask), attention_mask, **kwargs), None
+        return _attend(module, query, key, value, _key_mask(attention_mask), attention_mask, kernel=kernel,
+                       **kwargs), None
     q, k, v = (packing.unpack(t[0].transpose(0, 1)).transpose(1, 2) for t in (query, key, value))  # (B, h, L, d)
-    out = _attend(module, q, k, v, packing.mask, None, packed=True, **kwargs)  # (B, L, h, d)
+    out = _attend(module, q, k, v, packing.mask, None, kernel=kernel, packed=True, **kwargs)  # (B, L, h, d)
     return packing.pack(out)[None], None
 
 
@@ -131,13 +148,10 @@ def packed_hidden_states(
 ) -> torch.Tensor:
     """BERT's ``last_hidden_state`` (B, L, H) computed on the valid tokens only (zeros at padding).
 
-    ``bert`` must use :data:`LEAN_ATTENTION`. The ids and masks are (B, L) integer tensors; a clip
-    without any valid token is left to BERT's own padded path (the reference gives it values there).
+    ``bert`` must use one of :data:`HF_ATTENTIONS`. The ids and masks are (B, L) integer tensors; every
+    clip must have a valid token (the caller's batch plan decides that).
     """
-    valid = attention_mask.bool()  # (B, L)
-    if not every_clip_has_tokens(valid):
-        return bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-    layout = Ragged.from_mask(valid)  # N valid tokens
+    layout = Ragged.from_mask(attention_mask.bool())  # N valid tokens
     positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
     hidden = bert(
         input_ids=layout.pack(input_ids)[None],
@@ -148,8 +162,9 @@ def packed_hidden_states(
     return layout.unpack(hidden)  # (B, L, H)
 
 
-AttentionInterface.register(LEAN_ATTENTION, lean_attention)
-AttentionMaskInterface.register(LEAN_ATTENTION, sdpa_mask)
+for _kernel, _name in HF_ATTENTIONS.items():
+    AttentionInterface.register(_name, functools.partial(_attention, kernel=_kernel))
+    AttentionMaskInterface.register(_name, sdpa_mask)
 
 
 def random_text_encoder(size: str) -> BertModel:
@@ -199,6 +214,13 @@ def check_encoder_spec(spec: str, flag: str = DEFAULT_FLAG) -> None:
         raise UserError(f"cannot load text encoder {spec!r}: folder {folder} does not exist. {fix_hint(flag)}")
 
 
+def _load_error(spec: str, reason: str, err: Exception, advice: str = "") -> UserError:
+    """One line: what failed (``reason``), the first line of the library's message, what to do."""
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    separator = " " if reason.startswith("from ") else ": "
+    return UserError(f"cannot load text encoder {spec!r}{separator}{reason} ({first_line}). {advice}{fix_hint()}")
+
+
 def _from_folder(folder: Path, spec: str) -> BertModel:
     """Load a folder that :func:`check_encoder_spec` has accepted."""
     try:
@@ -206,11 +228,8 @@ def _from_folder(folder: Path, spec: str) -> BertModel:
     except (OSError, ValueError, SafetensorError) as err:  # unreadable or corrupt files
         raise UserError(f"cannot load text encoder {spec!r} from folder {folder}: {err}. {fix_hint()}") from None
     except RuntimeError as err:  # weights of other shapes than config.json says, e.g. another hidden size
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"cannot load text encoder {spec!r} from folder {folder}: its weights do not fit its {CONFIG_FILE} "
-            f"({first_line}). Restore the folder's original {CONFIG_FILE} or weights. {fix_hint()}"
-        ) from None
+        reason = f"from folder {folder}: its weights do not fit its {CONFIG_FILE}"
+        raise _load_error(spec, reason, err, f"Restore the folder's original {CONFIG_FILE} or weights. ") from None
 
 
 def _from_hub(name: str) -> BertModel:
@@ -219,11 +238,7 @@ def _from_hub(name: str) -> BertModel:
         return BertModel.from_pretrained(name, dtype=torch.float32)
     except (OSError, ValueError) as err:
         where = "the local HF cache (HF_HUB_OFFLINE is set)" if offline else "the HF hub and the local HF cache"
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"cannot load text encoder {name!r}: not a local folder, and looking in {where} failed "
-            f"({first_line}). {fix_hint()}"
-        ) from None
+        raise _load_error(name, f"not a local folder, and looking in {where} failed", err) from None
 
 
 def load_text_encoder(spec: str) -> BertModel:

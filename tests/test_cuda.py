@@ -23,9 +23,9 @@ from models.emt import EMT
 from models.emt_dlfr import build_model, read_positions, reference_path
 from trains import trainer as trainer_mod
 from trains.experiment import build_datasets, model_for
-from trains.losses import dlfr_loss
+from trains.losses import DLFRObjective
 from trains.optim import build_optimizer
-from trains.trainer import Trainer, autocast_context
+from trains.trainer import Trainer
 from utils.device import set_tf32
 from utils.seed import capture_rng_state, restore_rng_state, setup_seed
 
@@ -65,7 +65,7 @@ def cuda_inputs(text_lengths=TEXT_LENGTHS, dtype=torch.float32) -> dict:
 def outputs_and_grads(model, inputs, weights=None):
     """Outputs at the positions the losses read, and the gradients of one scalar built from all of them."""
     read = read_positions(inputs["text"], inputs["audio_lengths"], inputs["vision_lengths"])
-    out = {k: v * read[k][..., None] if k in read else v for k, v in model(**inputs).items()}
+    out = {k: v * read[k][..., None] if k in read else v for k, v in model(**inputs).tensors().items()}
     if weights is None:
         g = torch.Generator().manual_seed(1)
         weights = {k: torch.randn(v.shape, generator=g, dtype=v.dtype).to(v.device) for k, v in out.items()}
@@ -99,7 +99,7 @@ def test_bf16_training_steps_have_no_float16_and_float32_losses():
     cfg = tiny_config(amp="bf16", attn_dropout=0.3, ff_dropout=0.1, device="cuda")
     torch.manual_seed(0)
     model = build_model(cfg, 5, 6).to(CUDA).train()
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, model, model.policy)
     half = []
 
     def no_float16(module, _inputs, output):
@@ -112,9 +112,9 @@ def test_bf16_training_steps_have_no_float16_and_float32_losses():
     batch["labels"] = {"M": torch.linspace(-2.6, 2.6, len(TEXT_LENGTHS), device=CUDA)[:, None]}
     for _ in range(3):
         optimizer.zero_grad(set_to_none=True)
-        with autocast_context(cfg, CUDA):
+        with model.policy.autocast():
             out = model(*(batch[k] for k in model.INPUTS))
-            terms = dlfr_loss(out, full_batch(batch), cfg)
+            terms = DLFRObjective(cfg)(out, full_batch(batch))
         assert all(t.dtype == torch.float32 and torch.isfinite(t) for t in terms.values())
         terms["total"].backward()
         optimizer.step()
@@ -145,7 +145,7 @@ def deterministic_gradients() -> dict:
     batch = cuda_inputs()
     batch["labels"] = {"M": torch.zeros(len(TEXT_LENGTHS), 1, device=CUDA)}
     out = model(*(batch[k] for k in model.INPUTS))
-    dlfr_loss(out, full_batch(batch), cfg)["total"].backward()
+    DLFRObjective(cfg)(out, full_batch(batch))["total"].backward()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 

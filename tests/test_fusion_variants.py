@@ -1,5 +1,5 @@
 """The fusion-strategy variants (models.fusion_variants): interface, masks, serial order, sharing, OOLL's
-one-to-one reads, MAC ranking, training."""
+one-to-one reads, MAC ranking, packing, training."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import torch
 import run
 from bench.fusion_bench import counted
 from config import get_config
-from models import fusion_variants
-from models.emt import EMT, NUM_MODALITIES, set_explicit_attention
+from models import fusion_engine
+from models.execution import EXPLICIT, BatchPlan
 from models.fusion import FUSIONS, build_fusion
+from models.fusion_engine import NUM_MODALITIES
 from models.fusion_variants import OALL, OOLL, VARIANT_FUSIONS, EMTSerial, OALLSerial
 
 DIM, HEADS, DEPTH = 8, 2, 2
@@ -120,9 +121,8 @@ def test_ooll_reads_the_other_modalities_valid_tokens_only(source):
 def fusion_macs(name: str) -> dict:
     """Forward MACs (total / cross / self, counted as the benchmark does) of the small fusion, explicit attention."""
     fusion = built(name)
-    set_explicit_attention(fusion, True)
     with torch.no_grad(), counted(fusion) as macs:
-        fusion(*fusion_inputs())
+        fusion(*fusion_inputs(), BatchPlan(attention=EXPLICIT))
     return macs
 
 
@@ -168,8 +168,7 @@ def test_serial_update_differs_from_parallel_with_the_same_weights(serial, paral
 
 def copy_weights(target, source) -> None:
     """Load the fully shared single CST and pool of ``source`` (any strategy) into ``target``."""
-    target_cst = target.mpus[0][0][0] if isinstance(target, EMT) else target.layers[0]["local"][0]
-    target_cst.load_state_dict(source.layers[0]["local"][0].state_dict())
+    target.layers[0]["local"][0].load_state_dict(source.layers[0]["local"][0].state_dict())
     target.pools[0].load_state_dict(source.pools[0].state_dict())
 
 
@@ -194,15 +193,14 @@ def test_the_strategy_framework_with_global_contexts_in_parallel_is_the_emt():
 
 @pytest.mark.parametrize("cls", [OALL, OALLSerial, OOLL])
 def test_recompute_path_gives_the_same_outputs_and_gradients(cls, monkeypatch):
-    monkeypatch.setattr(fusion_variants, "RECOMPUTE_CHUNK_TOKENS", 10)  # several recomputed chunks per CST
+    monkeypatch.setattr(fusion_engine, "RECOMPUTE_CHUNK_TOKENS", 10)  # several recomputed chunks per CST
     torch.manual_seed(0)
     fusion = cls.from_config(small_cfg("oall")).train()
     gmc, locals_, masks = fusion_inputs()
     results = []
     for recompute in (False, True):
-        fusion.recompute = recompute
         fusion.zero_grad()
-        out_gmc, out_locals = fusion(gmc, locals_, masks)
+        out_gmc, out_locals = fusion(gmc, locals_, masks, BatchPlan(recompute=recompute))
         (out_gmc.square().sum() + sum(h.square().sum() for h in out_locals)).backward()
         results.append([out_gmc.detach()] + [p.grad.clone() for p in fusion.parameters()])
     for plain, recomputed in zip(*results):

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from config import get_config
-from trains.losses import attraction_loss, dlfr_loss, masked_recon_loss, reconstruction_targets
+from models.outputs import EMTDLFROutput, SimSiamPair, ViewOutputs
+from trains.losses import DLFRObjective, attraction_loss, masked_recon_loss, reconstruction_targets
 
 B, L, T_A, T_V, D_T, D_A, D_V = 3, 6, 5, 4, 7, 2, 3
 
@@ -31,16 +32,24 @@ def fake_batch_and_output(seed=0):
         "vision": torch.randn(B, T_V, D_V, generator=g), "vision_mask": vision_mask, "vision_missing_mask": vision_keep,
         "labels": {"M": torch.randn(B, 1, generator=g)},
     }
-    out = {
-        "pred": torch.randn(B, 1, generator=g), "pred_m": torch.randn(B, 1, generator=g),
-        "text_for_recon": torch.randn(B, L - 1, D_T, generator=g), "text_recon": torch.randn(B, L - 1, D_T, generator=g),
-        "audio_recon": torch.randn(B, 4, D_A, generator=g),  # batch max length 4 < T_A
-        "video_recon": torch.randn(B, T_V, D_V, generator=g),
+    pred, pred_m = torch.randn(B, 1, generator=g), torch.randn(B, 1, generator=g)
+    text_target, text_recon = (torch.randn(B, L - 1, D_T, generator=g) for _ in range(2))
+    reconstruction = {
+        "text": text_recon,
+        "audio": torch.randn(B, 4, D_A, generator=g),  # batch max length 4 < T_A
+        "vision": torch.randn(B, T_V, D_V, generator=g),
     }
-    for key, dim in (("gmc", 6), ("text", D_T), ("audio", D_A), ("video", D_V)):
-        for suffix in ("", "_m"):
-            out[f"z_{key}{suffix}"] = torch.randn(B, dim, generator=g)
-            out[f"p_{key}{suffix}"] = torch.randn(B, dim, generator=g, requires_grad=True)
+    siamese = {"complete": {}, "incomplete": {}}
+    for key, dim in (("gmc", 6), ("text", D_T), ("audio", D_A), ("vision", D_V)):
+        for view in siamese:
+            z = torch.randn(B, dim, generator=g)
+            siamese[view][key] = SimSiamPair(z=z, p=torch.randn(B, dim, generator=g, requires_grad=True))
+    out = EMTDLFROutput(
+        complete=ViewOutputs(pred, siamese["complete"]),
+        incomplete=ViewOutputs(pred_m, siamese["incomplete"]),
+        reconstruction=reconstruction,
+        text_target=text_target,
+    )
     return batch, out
 
 
@@ -87,19 +96,19 @@ def test_attraction_loss_is_symmetric_negative_cosine():
 def test_total_combines_terms_with_dataset_weights():
     batch, out = fake_batch_and_output()
     cfg = dataclasses.replace(get_config("sims"), loss_attra_weight=0.5, loss_recon_weight=0.25)
-    terms = dlfr_loss(out, batch, cfg)
-    att = terms["task_c"] + sum(terms[f"att_{k}"] for k in ("gmc", "text", "audio", "video"))
+    terms = DLFRObjective(cfg)(out, batch)
+    att = terms["task_c"] + sum(terms[f"att_{k}"] for k in ("gmc", "text", "audio", "vision"))
     rec = terms["rec_text"] + terms["rec_audio"] + terms["rec_vision"]
     assert torch.allclose(terms["total"], terms["task_m"] + 0.5 * att + 0.25 * rec)
     label = batch["labels"]["M"].view(-1)
-    assert torch.allclose(terms["task_m"], (out["pred_m"].view(-1) - label).abs().mean())
+    assert torch.allclose(terms["task_m"], (out.incomplete.prediction.view(-1) - label).abs().mean())
 
 
 @pytest.mark.parametrize("attraction,reconstruction", [(False, True), (True, False), (False, False)])
 def test_ablation_switches_drop_their_terms(attraction, reconstruction):
     batch, out = fake_batch_and_output()
     cfg = get_config("mosi", use_attraction=attraction, use_reconstruction=reconstruction)
-    terms = dlfr_loss(out, batch, cfg)
+    terms = DLFRObjective(cfg)(out, batch)
     assert ("att_gmc" in terms) == attraction and ("task_c" in terms) == attraction
     assert ("rec_text" in terms) == reconstruction
     if not attraction and not reconstruction:
@@ -111,27 +120,27 @@ def test_every_term_is_float32_under_bf16_autocast():
     and targets (in bf16 a label of 2.6 would be 2.594 and an audio target lose its low bits)."""
     batch, out = fake_batch_and_output()
     batch["labels"]["M"][0, 0] = 2.6
-    out_bf16 = {k: v.to(torch.bfloat16) for k, v in out.items()}
-    widened = {k: v.float() for k, v in out_bf16.items()}
-    cfg = get_config("mosi")
+    out_bf16 = out.apply(lambda v: v.to(torch.bfloat16))
+    widened = out_bf16.apply(lambda v: v.float())
+    objective = DLFRObjective(get_config("mosi"))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        terms = dlfr_loss(out_bf16, batch, cfg)
-    expected = dlfr_loss(widened, batch, cfg)
+        terms = objective(out_bf16, batch)
+    expected = objective(widened, batch)
     assert all(term.dtype == torch.float32 for term in terms.values())
     for name, term in terms.items():
         assert torch.equal(term, expected[name]), name
     label = batch["labels"]["M"].view(-1)
-    assert torch.equal(terms["task_m"], (widened["pred_m"].view(-1) - label).abs().mean())
+    assert torch.equal(terms["task_m"], (widened.incomplete.prediction.view(-1) - label).abs().mean())
     assert label[0] == torch.tensor(2.6) != label[0].to(torch.bfloat16).float()  # what a bf16 label would lose
 
 
 def test_the_baselines_task_loss_is_float32_under_bf16_autocast():
-    from trains.registry import task_loss
+    from trains.objective import TaskObjective
 
     batch, out = fake_batch_and_output()
     batch["labels"]["M"][0, 0] = 2.6
-    pred = out["pred_m"].to(torch.bfloat16)
+    pred = out.incomplete.prediction.to(torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        terms = task_loss({"pred_m": pred}, batch, get_config("mosi"))
+        terms = TaskObjective(get_config("mosi"))({"pred_m": pred}, batch)
     expected = (pred.float().view(-1) - batch["labels"]["M"].view(-1)).abs().mean()
     assert terms["total"].dtype == torch.float32 and torch.equal(terms["total"], expected)

@@ -1,4 +1,4 @@
-"""EMT building blocks and the layer loop (docs/REFERENCE.md §4.3)."""
+"""EMT building blocks (models.blocks) and the fusion engine's layer loop as the EMT (docs/REFERENCE.md §4.3)."""
 
 import copy
 import itertools
@@ -10,22 +10,19 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from config import get_config
+from models import blocks as blocks_module
 from models import dropout_attention as dropout_attention_module
-from models import emt as emt_module
 from models.dropout_attention import dropout_attention
-from models.emt import (
-    EMT,
-    GLOBAL_FROM_LOCAL,
-    LOCAL_FROM_GLOBAL,
+from models.blocks import (
     Attention,
     AttentionPool,
     CrossSelfTransformer,
     FeedForward,
     PositionalEmbedding,
     key_padding_bias,
-    set_explicit_attention,
-    set_lean_dropout,
 )
+from models.emt import EMT
+from models.execution import EXPLICIT, LEAN, SDPA, BatchPlan
 from models.fusion import FUSIONS, build_fusion
 from utils.errors import ConfigError
 
@@ -47,9 +44,8 @@ def test_fused_attention_equals_explicit_softmax_including_rows_without_keys():
     attn = Attention(DIM, HEADS).double()
     x, ctx, valid = _attention_inputs()
     results = []
-    for explicit in (False, True):
-        attn.explicit_softmax = explicit
-        out = attn(x, context=ctx, key_mask=valid)
+    for kernel in (LEAN, EXPLICIT):
+        out = attn(x, context=ctx, key_mask=valid, plan=BatchPlan(attention=kernel))
         grads = torch.autograd.grad(out.square().sum(), [x, ctx, *attn.parameters()])
         results.append((out, grads))
     (out_f, grads_f), (out_e, grads_e) = results
@@ -115,23 +111,15 @@ def test_dropout_attention_is_softmax_dropout_matmul():
     assert not torch.equal(out, dropout_attention(q, k, v, None, p, seed + 1))
 
 
-def test_dropout_attention_refuses_tensors_off_the_cpu():
-    # its keep-masks come from a CPU generator: another device is one clear error, not a device mismatch
-    q = torch.empty(1, HEADS, 3, 4, device="meta")
-    with pytest.raises(ValueError, match="CPU kernel.*meta"):
-        dropout_attention(q, q, q, None, 0.3, 7)
-
-
 def test_recomputation_reuses_the_dropout_draws(monkeypatch):
     drawn = []
     draw = dropout_attention_module._draw
     monkeypatch.setattr(dropout_attention_module, "_draw", lambda *args: drawn.append(1) or draw(*args))
     torch.manual_seed(0)
     emt = EMT(DIM, 2, HEADS, attn_dropout=0.3).train()
-    emt.recompute = True
     locals_ = [torch.randn(2, t, DIM, requires_grad=True) for t in (4, 6, 5)]
     masks = [torch.ones(2, t, dtype=torch.bool) for t in (4, 6, 5)]
-    gmc, out = emt(torch.randn(2, 3, DIM), locals_, masks)
+    gmc, out = emt(torch.randn(2, 3, DIM), locals_, masks, BatchPlan(recompute=True))
     after_forward = len(drawn)
     (gmc.sum() + sum(h.sum() for h in out)).backward()
     assert after_forward > 0 and len(drawn) == after_forward
@@ -142,13 +130,11 @@ def test_sdpa_dropout_under_recomputation_replays_the_draws_and_gradients(monkey
     """The GPU branch, driven on the CPU: attention dropout inside SDPA in recomputed (checkpointed) blocks.
     The recomputed forward draws the same dropout masks (checkpointing restores the RNG state), so the outputs
     and gradients equal those of blocks that store their activations; the lean kernel is never called."""
-    monkeypatch.setattr(emt_module, "dropout_attention", lambda *a, **k: pytest.fail("the lean kernel ran"))
+    monkeypatch.setattr(blocks_module, "dropout_attention", lambda *a, **k: pytest.fail("the lean kernel ran"))
     torch.manual_seed(0)
     recomputed = EMT(DIM, 2, HEADS, attn_dropout=0.3).double().train()
-    set_lean_dropout(recomputed, False)
-    recomputed.recompute = True
     stored = copy.deepcopy(recomputed)
-    stored.recompute = False
+    plans = {id(recomputed): BatchPlan(attention=SDPA, recompute=True), id(stored): BatchPlan(attention=SDPA)}
     g = torch.Generator().manual_seed(3)
     gmc = torch.randn(3, 3, DIM, generator=g, dtype=torch.float64)
     locals_ = [torch.randn(3, t, DIM, generator=g, dtype=torch.float64) for t in (4, 6, 5)]
@@ -157,7 +143,7 @@ def test_sdpa_dropout_under_recomputation_replays_the_draws_and_gradients(monkey
     for model in (recomputed, stored):
         inputs = [gmc.clone().requires_grad_(), *[h.clone().requires_grad_() for h in locals_]]
         torch.manual_seed(7)
-        out_gmc, out_locals = model(inputs[0], inputs[1:], masks)
+        out_gmc, out_locals = model(inputs[0], inputs[1:], masks, plans[id(model)])
         weights = torch.Generator().manual_seed(4)
         loss = (out_gmc * torch.randn(out_gmc.shape, generator=weights, dtype=torch.float64)).sum()
         loss = loss + sum((h * torch.randn(h.shape, generator=weights, dtype=torch.float64)).sum() for h in out_locals)
@@ -167,7 +153,7 @@ def test_sdpa_dropout_under_recomputation_replays_the_draws_and_gradients(monkey
     for a, b in zip(outs_a + input_grads_a + grads_a, outs_b + input_grads_b + grads_b):
         assert torch.allclose(a, b, atol=1e-12)
     torch.manual_seed(8)
-    assert not torch.allclose(recomputed(gmc, locals_, masks)[0], outs_a[0])  # dropout is really on
+    assert not torch.allclose(recomputed(gmc, locals_, masks, plans[id(recomputed)])[0], outs_a[0])  # dropout is on
 
 
 def test_sdpa_attention_reads_nothing_back_from_the_device(monkeypatch):
@@ -244,13 +230,14 @@ def _distinct(modules):
 def test_sharing_switches(mpu, modality, layer):
     depth = 3
     emt = EMT(DIM, depth, HEADS, mpu_share=mpu, modality_share=modality, layer_share=layer)
-    csts = [emt.mpus[l][m][d] for l in range(depth) for m in range(3) for d in range(2)]
+    csts = [emt.layers[l][d][m] for l in range(depth) for m in range(3) for d in ("local", "global")]
     expected = (1 if mpu else 2) * (1 if modality else 3) * (1 if layer else depth)
     assert _distinct(csts) == expected
     assert _distinct(emt.pools) == (1 if layer else depth)
-    assert (emt.mpus[0][0][LOCAL_FROM_GLOBAL] is emt.mpus[0][0][GLOBAL_FROM_LOCAL]) == mpu
-    assert (emt.mpus[0][0] is emt.mpus[0][2]) == modality
-    assert (emt.mpus[0] is emt.mpus[depth - 1]) == layer
+    assert (emt.layers[0]["local"][0] is emt.layers[0]["global"][0]) == mpu
+    for direction in ("local", "global"):
+        assert (emt.layers[0][direction][0] is emt.layers[0][direction][2]) == modality
+    assert (emt.layers[0] is emt.layers[depth - 1]) == layer
     # Copies start from the same weights, as the reference's deep copies.
     for cst in csts:
         assert torch.equal(cst.layers[0][0].fn.to_q.weight, csts[0].layers[0][0].fn.to_q.weight)
@@ -271,8 +258,8 @@ def test_layer_loop_reads_the_previous_layer_in_both_directions():
     expected_locals = [h + emt.pos_emb.pe[0, : h.shape[1]] for h in locals_]
     g = gmc
     for layer in range(2):
-        new_locals = [emt.mpus[layer][m][LOCAL_FROM_GLOBAL](expected_locals[m], g, mask=masks[m]) for m in range(3)]
-        copies = [emt.mpus[layer][m][GLOBAL_FROM_LOCAL](g, expected_locals[m], context_mask=masks[m]) for m in range(3)]
+        new_locals = [emt.layers[layer]["local"][m](expected_locals[m], g, mask=masks[m]) for m in range(3)]
+        copies = [emt.layers[layer]["global"][m](g, expected_locals[m], context_mask=masks[m]) for m in range(3)]
         g = emt.pools[layer](torch.stack([c.reshape(2, -1) for c in copies], dim=1)).reshape(2, 3, DIM)
         expected_locals = new_locals
     out_g, out_locals = emt(gmc, locals_, masks)
@@ -288,8 +275,7 @@ def test_registry_builds_the_configured_fusion():
     gmc = torch.randn(2, 3, cfg.d_model)
     locals_ = [torch.randn(2, t, cfg.d_model) for t in (4, 6, 5)]
     masks = [torch.ones(2, t, dtype=torch.bool) for t in (4, 6, 5)]
-    set_explicit_attention(fusion, True)
-    out_g, out_locals = fusion(gmc, locals_, masks)
+    out_g, out_locals = fusion(gmc, locals_, masks, BatchPlan(attention=EXPLICIT))
     assert out_g.shape == gmc.shape and [h.shape for h in out_locals] == [h.shape for h in locals_]
     with pytest.raises(ConfigError, match="unknown fusion"):
         build_fusion(get_config("tiny", fusion="no-such-fusion"))

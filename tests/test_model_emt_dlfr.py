@@ -6,13 +6,15 @@ from torch import nn
 from models import build_model, describe, reference_path
 from models.dlfr_heads import Predictor, Projector
 from models.emt_dlfr import length_mask
-from models.text_encoder import LEAN_ATTENTION, load_text_encoder
+from models.execution import LEAN
+from models.outputs import ATTRACTION_TARGETS
+from models.text_encoder import hf_attention, load_text_encoder
 from tests.model_inputs import dropout_free_bert, make_inputs, tiny_config
 
 TEXT_LENGTHS = [12, 5, 2, 8]
 AUDIO_LENGTHS = [10, 3, 7, 1]
 VISION_LENGTHS = [4, 6, 1, 2]
-ATTRACTION = ("gmc", "text", "audio", "video")
+LEAN_ATTENTION = hf_attention(LEAN)
 
 
 def _model(cfg=None, encoder=None):
@@ -28,22 +30,23 @@ def test_outputs_keys_and_shapes():
     cfg = tiny_config()
     out = _model(cfg).train()(**_inputs(audio_len=13, vision_len=8))
     batch, hidden, d = 4, 32, cfg.d_model
-    widths = {"gmc": 3 * d, "text": hidden, "audio": cfg.audio_out, "video": cfg.video_out}
-    expected = {"pred": (batch, 1), "pred_m": (batch, 1)}
+    widths = {"gmc": 3 * d, "text": hidden, "audio": cfg.audio_out, "vision": cfg.video_out}
+    expected = {"complete.prediction": (batch, 1), "incomplete.prediction": (batch, 1)}
     for r, w in widths.items():
-        for key in (f"z_{r}", f"p_{r}", f"z_{r}_m", f"p_{r}_m"):
-            expected[key] = (batch, w)
-    expected.update(
-        text_for_recon=(batch, 11, hidden),
-        text_recon=(batch, 11, hidden),
-        audio_recon=(batch, max(AUDIO_LENGTHS), 5),  # the batch's longest clip, not the padded 13
-        video_recon=(batch, max(VISION_LENGTHS), 6),
-    )
-    assert {k: tuple(v.shape) for k, v in out.items()} == expected
-    for r in ATTRACTION:
-        assert not out[f"z_{r}"].requires_grad and not out[f"z_{r}_m"].requires_grad
-        assert out[f"p_{r}"].requires_grad and out[f"p_{r}_m"].requires_grad
-    assert not out["text_for_recon"].requires_grad and out["text_recon"].requires_grad
+        for view in ("complete", "incomplete"):
+            for head in ("z", "p"):
+                expected[f"{view}.siamese.{r}.{head}"] = (batch, w)
+    expected.update({
+        "text_target": (batch, 11, hidden),
+        "reconstruction.text": (batch, 11, hidden),
+        "reconstruction.audio": (batch, max(AUDIO_LENGTHS), 5),  # the batch's longest clip, not the padded 13
+        "reconstruction.vision": (batch, max(VISION_LENGTHS), 6),
+    })
+    assert {k: tuple(v.shape) for k, v in out.tensors().items()} == expected
+    for r in ATTRACTION_TARGETS:
+        assert not out.complete.siamese[r].z.requires_grad and not out.incomplete.siamese[r].z.requires_grad
+        assert out.complete.siamese[r].p.requires_grad and out.incomplete.siamese[r].p.requires_grad
+    assert not out.text_target.requires_grad and out.reconstruction["text"].requires_grad
 
 
 def test_text_for_recon_is_the_complete_views_bert_states():
@@ -54,7 +57,7 @@ def test_text_for_recon_is_the_complete_views_bert_states():
         input_ids=text[:, 0].long(), attention_mask=text[:, 1].long(), token_type_ids=text[:, 2].long()
     ).last_hidden_state
     valid = text[:, 1, 1:].bool()  # BERT's valid tokens after [CLS]: the padding may differ (fast path)
-    assert torch.allclose(model(**inputs)["text_for_recon"][valid], hidden[:, 1:][valid], atol=1e-6)
+    assert torch.allclose(model(**inputs).text_target[valid], hidden[:, 1:][valid], atol=1e-6)
 
 
 def test_masks_given_to_the_fusion():
@@ -62,9 +65,9 @@ def test_masks_given_to_the_fusion():
     seen = {}
     forward = model.fusion.forward
 
-    def record(gmc, locals_, masks):
+    def record(gmc, locals_, masks, plan):
         seen.update(gmc=gmc, locals_=locals_, masks=masks)
-        return forward(gmc, locals_, masks)
+        return forward(gmc, locals_, masks, plan)
 
     model.fusion.forward = record
     inputs = make_inputs(TEXT_LENGTHS, [9, 3, 7, 1], VISION_LENGTHS)
@@ -81,14 +84,14 @@ def test_masks_given_to_the_fusion():
 def test_reconstruction_reads_only_the_incomplete_view():
     model = _model().eval()
     inputs = _inputs()
-    out = model(**inputs)
+    out = model(**inputs).tensors()
     changed = dict(inputs, audio=inputs["audio"] + 1.0, vision=inputs["vision"] + 1.0)
-    out_changed = model(**changed)
-    for key in ("text_recon", "audio_recon", "video_recon", "pred_m"):
+    out_changed = model(**changed).tensors()
+    for key in ("reconstruction.text", "reconstruction.audio", "reconstruction.vision", "incomplete.prediction"):
         assert torch.allclose(out[key], out_changed[key], atol=1e-6), key
-    assert not torch.allclose(out["pred"], out_changed["pred"])
+    assert not torch.allclose(out["complete.prediction"], out_changed["complete.prediction"])
     changed_m = dict(inputs, audio_m=inputs["audio_m"] + 1.0)
-    assert not torch.allclose(out["audio_recon"], model(**changed_m)["audio_recon"])
+    assert not torch.allclose(out["reconstruction.audio"], model(**changed_m).reconstruction["audio"])
 
 
 def test_views_are_siamese():
@@ -96,9 +99,9 @@ def test_views_are_siamese():
     inputs = _inputs()
     same = dict(inputs, text_m=inputs["text"], audio_m=inputs["audio"], vision_m=inputs["vision"])
     out = model(**same)
-    assert torch.allclose(out["pred"], out["pred_m"], atol=1e-6)
-    for r in ATTRACTION:
-        assert torch.allclose(out[f"z_{r}"], out[f"z_{r}_m"], atol=1e-5)
+    assert torch.allclose(out.complete.prediction, out.incomplete.prediction, atol=1e-6)
+    for r in ATTRACTION_TARGETS:
+        assert torch.allclose(out.complete.siamese[r].z, out.incomplete.siamese[r].z, atol=1e-5)
 
 
 def test_batch_of_one_trains_and_uses_running_statistics():
@@ -106,7 +109,7 @@ def test_batch_of_one_trains_and_uses_running_statistics():
     inputs = make_inputs([6], [4], [3])
     bn = model.text_predictor.net[1]
     before = (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
-    out = model(**inputs)
+    out = model(**inputs).tensors()
     sum(v.sum() for v in out.values() if v.requires_grad).backward()
     assert all(torch.isfinite(v).all() for v in out.values())
     assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
@@ -127,21 +130,21 @@ def test_heads_layout():
 def test_identity_projection_when_width_is_d_model():
     cfg = tiny_config(video_out=16)  # d_model of the tiny preset
     model = _model(cfg)
-    assert isinstance(model.proj_video, nn.Identity)
+    assert isinstance(model.proj_vision, nn.Identity)
     assert model.proj_audio.bias is None and model.proj_text.bias is None
-    assert model(**_inputs())["video_recon"].shape == (4, max(VISION_LENGTHS), 6)
+    assert model(**_inputs()).reconstruction["vision"].shape == (4, max(VISION_LENGTHS), 6)
 
 
 def test_a_384_wide_pretrained_encoder_fits():
     model = _model(encoder=load_text_encoder("minilm")).eval()
     out = model(**_inputs())
-    assert out["text_recon"].shape == (4, 11, 384) and out["z_text"].shape == (4, 384)
+    assert out.reconstruction["text"].shape == (4, 11, 384) and out.complete.siamese["text"].z.shape == (4, 384)
     assert model.post_fusion_layer_1.in_features == 384 + 8 + 8 + 3 * 16
 
 
 def test_frozen_encoder_without_finetuning():
     model = _model(tiny_config(use_finetune=False)).train()
-    out = model(**_inputs())
+    out = model(**_inputs()).tensors()
     sum(v.sum() for v in out.values() if v.requires_grad).backward()
     assert all(p.grad is None for p in model.text_model.parameters())
     assert model.fusion.pools[0].attention[0].weight.grad is not None
@@ -150,7 +153,7 @@ def test_frozen_encoder_without_finetuning():
 def test_describe_counts_shared_modules_once():
     model = _model()
     counts = describe(model)
-    cst = model.fusion.mpus[0][0][0]
+    cst = model.fusion.layers[0]["local"][0]
     per_cst = sum(p.numel() for p in cst.parameters())
     per_pool = sum(p.numel() for p in model.fusion.pools[0].parameters())
     assert counts["fusion"] == per_cst + per_pool

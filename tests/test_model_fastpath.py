@@ -1,12 +1,14 @@
 """The fast path (stacked views, fused SDPA) equals the plain reference-like path: outputs and gradients."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
-from models import dropout_attention, emt
+from models import dropout_attention, fusion_engine
 from models.emt_dlfr import build_model, read_positions, reference_path
+from models.outputs import ATTRACTION_TARGETS
 from tests.model_inputs import dropout_free_bert, make_inputs, tiny_config
 
 #: Token counts incl. [CLS]/[SEP], audio / vision frame counts. Every clip has words, so the fast path
@@ -32,7 +34,8 @@ def _masked(out: dict, valid: dict) -> dict:
 
 def _run(model, inputs, weights=None):
     """Outputs, and the gradients of a scalar built from every output (at the positions the losses read)."""
-    out = _masked(model(**inputs), read_positions(inputs["text"], inputs["audio_lengths"], inputs["vision_lengths"]))
+    read = read_positions(inputs["text"], inputs["audio_lengths"], inputs["vision_lengths"])
+    out = _masked(model(**inputs).tensors(), read)
     if weights is None:
         g = torch.Generator().manual_seed(1)
         weights = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in out.items()}
@@ -42,27 +45,29 @@ def _run(model, inputs, weights=None):
 
 
 @pytest.mark.parametrize(
-    "dtype, chunk_tokens, text_lengths",
+    "dtype, chunk_tokens, text_lengths, fusion",
     [
-        (torch.float64, emt.RECOMPUTE_CHUNK_TOKENS, TEXT_LENGTHS),
-        (torch.float32, emt.RECOMPUTE_CHUNK_TOKENS, TEXT_LENGTHS),
-        (torch.float64, emt.RECOMPUTE_CHUNK_TOKENS, WORDLESS_TEXT_LENGTHS),
-        (torch.float64, 20, WORDLESS_TEXT_LENGTHS),  # padded fallback, several recomputed chunks per CST
+        (torch.float64, fusion_engine.RECOMPUTE_CHUNK_TOKENS, TEXT_LENGTHS, "emt"),
+        (torch.float32, fusion_engine.RECOMPUTE_CHUNK_TOKENS, TEXT_LENGTHS, "emt"),
+        (torch.float64, fusion_engine.RECOMPUTE_CHUNK_TOKENS, WORDLESS_TEXT_LENGTHS, "emt"),
+        (torch.float64, 20, WORDLESS_TEXT_LENGTHS, "emt"),  # padded fallback, several recomputed chunks per CST
+        (torch.float64, fusion_engine.RECOMPUTE_CHUNK_TOKENS, TEXT_LENGTHS, "ooll"),  # packed local-local reads
+        (torch.float64, fusion_engine.RECOMPUTE_CHUNK_TOKENS, TEXT_LENGTHS, "emt-serial"),
     ],
 )
-def test_fast_path_matches_plain_path(monkeypatch, dtype, chunk_tokens, text_lengths):
-    monkeypatch.setattr(emt, "RECOMPUTE_CHUNK_TOKENS", chunk_tokens)
+def test_fast_path_matches_plain_path(monkeypatch, dtype, chunk_tokens, text_lengths, fusion):
+    monkeypatch.setattr(fusion_engine, "RECOMPUTE_CHUNK_TOKENS", chunk_tokens)
     torch.manual_seed(0)
-    fast = build_model(tiny_config(fusion_layers=2), 5, 6, dropout_free_bert()).to(dtype).train()
+    fast = build_model(tiny_config(fusion_layers=2, fusion=fusion), 5, 6, dropout_free_bert()).to(dtype).train()
     plain = copy.deepcopy(fast)
     inputs = make_inputs(text_lengths, AUDIO_LENGTHS, VISION_LENGTHS)
     inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
 
     out_fast, grads_fast, weights = _run(fast, inputs)
     with reference_path(plain):
-        assert not plain.fast
+        assert not plain.policy.stack_views
         out_plain, grads_plain, _ = _run(plain, inputs, weights)
-    assert plain.fast
+    assert plain.policy.stack_views
 
     assert out_fast.keys() == out_plain.keys()
     for key in out_fast:
@@ -84,9 +89,10 @@ def test_batchnorm_statistics_are_per_view():
     torch.manual_seed(0)
     model = build_model(tiny_config(), 5, 6, dropout_free_bert()).train()
     out = model(**make_inputs(TEXT_LENGTHS, AUDIO_LENGTHS, VISION_LENGTHS))
-    for name in ("gmc", "text", "audio", "video"):
-        for key in (f"z_{name}", f"z_{name}_m"):
-            assert torch.allclose(out[key].mean(0), torch.zeros(out[key].shape[1]), atol=1e-4), key
+    for name in ATTRACTION_TARGETS:
+        for view in (out.complete, out.incomplete):
+            z = view.siamese[name].z
+            assert torch.allclose(z.mean(0), torch.zeros(z.shape[1]), atol=1e-4), name
 
 
 def test_recomputation_replays_the_same_dropout(monkeypatch):
@@ -97,8 +103,8 @@ def test_recomputation_replays_the_same_dropout(monkeypatch):
     torch.manual_seed(0)
     recomputed = build_model(cfg, 5, 6).double().train()
     stored = copy.deepcopy(recomputed)
-    stored.fusion.recompute = False
-    assert recomputed.fusion.recompute
+    stored.set_policy(dataclasses.replace(stored.policy, recompute=False))
+    assert recomputed.policy.recompute
     inputs = make_inputs(TEXT_LENGTHS, AUDIO_LENGTHS, VISION_LENGTHS)
     inputs = {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
     torch.manual_seed(1)
@@ -110,4 +116,5 @@ def test_recomputation_replays_the_same_dropout(monkeypatch):
     for name in grads_a:
         assert torch.allclose(grads_a[name], grads_b[name], atol=1e-8), name
     torch.manual_seed(2)
-    assert not torch.allclose(recomputed(**inputs)["pred"], out_a["pred"])  # dropout is really on
+    again = recomputed(**inputs).complete.prediction
+    assert not torch.allclose(again, out_a["complete.prediction"])  # dropout is really on

@@ -102,7 +102,7 @@ def test_counts_follow_the_reference(dataset):
     assert counts["trainable_excluding_bert"] == expected["trainable"]
     assert counts["total"] == counts["bert"] + expected["trainable"]
     # Identity (no weights) where widths match: SIMS video projection, MOSEI/SIMS linear_1.
-    assert isinstance(model.proj_video, nn.Identity) == (cfg.video_out == cfg.d_model)
+    assert isinstance(model.proj_vision, nn.Identity) == (cfg.video_out == cfg.d_model)
     assert isinstance(model.audio_model.linear_1, nn.Identity) == (cfg.a_lstm_hidden_size == cfg.audio_out)
     bert_base = BERT_BASE_CHINESE if dataset == "sims" else BERT_BASE_UNCASED
     assert bert_base + expected["trainable"] == TOTALS_WITH_BERT_BASE[dataset]

@@ -7,8 +7,11 @@ import torch
 from transformers import BertConfig, BertModel
 
 from models import text_encoder
-from models.text_encoder import LEAN_ATTENTION, RANDOM_ENCODERS, load_text_encoder
+from models.execution import LEAN
+from models.text_encoder import RANDOM_ENCODERS, hf_attention, load_text_encoder
 from utils.errors import UserError
+
+LEAN_ATTENTION = hf_attention(LEAN)
 
 
 def test_random_tiny_has_the_documented_size_and_is_seeded():

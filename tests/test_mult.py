@@ -15,7 +15,7 @@ from config import get_config
 from models.mult import build_mult
 from models.reference_checkpoint import load_reference_state_dict, to_reference_state_dict
 from tests.reference_fixtures import TINY_BERT, reference_batch, reference_weights
-from trains.registry import model_spec, task_loss
+from trains.registry import TaskObjective, model_spec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 #: (audio width, vision width) of the official feature files.
@@ -113,7 +113,7 @@ def test_outputs_and_loss_equal_the_authors_model(dataset):
     batch = reference_batch(audio_dim, vision_dim)
     with torch.no_grad():
         out = model(*(batch[k] for k in model.INPUTS))
-        loss = task_loss(out, batch, get_config(dataset, "mult"))["total"]
+        loss = TaskObjective(get_config(dataset, "mult"))(out, batch)["total"]
     np.testing.assert_allclose(out["pred_m"].view(-1).numpy(), recorded["pred"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["fused"].sum(dim=1).numpy(), recorded["fused"], rtol=1e-5, atol=1e-5)
     assert loss.item() == pytest.approx(recorded["loss"], rel=1e-5)

@@ -90,9 +90,8 @@ def test_metrics_do_not_depend_on_the_evaluation_order(trained, tiny_root):
     saved = load_model_file(model_path(trained, "0.5"))
     data = load_mmsa(data_file(tiny_root), check_hash=False)
     test = MMSADataset(data.path, "test", (0.5, 0.5, 0.5), saved.cfg.missing_seeds, data=data)
-    device = torch.device("cpu")
-    shuffled, shuffled_preds = evaluate_loader(saved.model, build_loaders({"test": test}, 4, seed=7)["test"], saved.cfg, device)
-    ordered, ordered_preds = evaluate_loader(saved.model, ordered_loader(test, 16), saved.cfg, device)
+    shuffled, shuffled_preds = evaluate_loader(saved.model, build_loaders({"test": test}, 4, seed=7)["test"], saved.cfg)
+    ordered, ordered_preds = evaluate_loader(saved.model, ordered_loader(test, 16), saved.cfg)
     assert not np.array_equal(shuffled_preds.index, ordered_preds.index)  # the passes really differ in order
     assert without_losses(shuffled) == without_losses(ordered)
     a, b = shuffled_preds.in_file_order(), ordered_preds.in_file_order()

@@ -47,12 +47,12 @@ def test_reference_layout_keys():
 def test_round_trip_gives_identical_outputs(tmp_path):
     source, target = _model(0).eval(), _model(1).eval()
     inputs = _inputs()
-    assert not torch.allclose(source(**inputs)["pred"], target(**inputs)["pred"])
+    assert not torch.allclose(source(**inputs).complete.prediction, target(**inputs).complete.prediction)
     path = tmp_path / "reference.pth"
     torch.save(to_reference_state_dict(source), path)
     report = load_reference_checkpoint(target, path)
     assert report.alias_groups > 0 and report.unique_tensors < report.loaded_keys
-    out_source, out_target = source(**inputs), target(**inputs)
+    out_source, out_target = source(**inputs).tensors(), target(**inputs).tensors()
     for key in out_source:
         assert torch.equal(out_source[key], out_target[key]), key
 
@@ -98,13 +98,13 @@ def test_shape_mismatch_is_an_error():
 
 def test_unequal_aliases_are_an_error():
     model = _model(1)
-    before = model.fusion.mpus[0][0][0].layers[0][0].fn.to_q.weight.clone()
+    before = model.fusion.layers[0]["local"][0].layers[0][0].fn.to_q.weight.clone()
     state = dict(to_reference_state_dict(_model(0)))
     key = SHARED_CST.format(layer=1, modality=2, direction=1)
     state[key] = state[key].clone() + 1.0
     with pytest.raises(CheckpointError, match=r"different values under aliases.*" + key.replace(".", r"\.")):
         load_reference_state_dict(model, state)
-    assert torch.equal(model.fusion.mpus[0][0][0].layers[0][0].fn.to_q.weight, before)  # nothing loaded
+    assert torch.equal(model.fusion.layers[0]["local"][0].layers[0][0].fn.to_q.weight, before)  # nothing loaded
 
 
 def test_unreadable_files_are_errors(tmp_path):

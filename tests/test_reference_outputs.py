@@ -24,7 +24,7 @@ from config import get_config
 from models import build_model
 from models.emt_dlfr import read_positions, reference_path
 from models.reference_checkpoint import load_reference_state_dict, to_reference_state_dict
-from trains.losses import dlfr_loss
+from trains.losses import DLFRObjective
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 KEYS_TSV = FIXTURES / "emt_dlfr_mosi_state_dict_keys.tsv"
@@ -136,9 +136,24 @@ def tiny_model(reference):
     return cfg, model.eval()
 
 
+#: The reference's modality names for this project's.
+REFERENCE_MODALITY = {"video": "vision", "gmc_tokens": "gmc"}
+
+
 def our_name(reference_output: str) -> str:
-    """The authors call the global tokens' heads' outputs ``*_gmc_tokens*``; this model ``*_gmc*``."""
-    return reference_output.replace("gmc_tokens", "gmc")
+    """The name in :meth:`~models.outputs.EMTDLFROutput.tensors` of one of the authors' outputs: their flat dict
+    (``pred``, ``z_text_m``, ``video_recon``, ``text_for_recon``) against this model's typed outputs."""
+    if reference_output == "text_for_recon":
+        return "text_target"
+    match = re.fullmatch(r"(\w+)_recon", reference_output)
+    if match:
+        return f"reconstruction.{REFERENCE_MODALITY.get(match.group(1), match.group(1))}"
+    view = "incomplete" if reference_output.endswith("_m") else "complete"
+    name = reference_output[:-2] if view == "incomplete" else reference_output
+    if name == "pred":
+        return f"{view}.prediction"
+    head, target = name.split("_", 1)  # z_text -> z, text
+    return f"{view}.siamese.{REFERENCE_MODALITY.get(target, target)}.{head}"
 
 
 #: Loss terms named otherwise here (the fixture names them after the reference's outputs).
@@ -166,9 +181,10 @@ def test_outputs_and_losses_equal_the_authors_model_with_the_same_weights(refere
                 out = model(**inputs)
         else:
             out = model(**inputs)
-        terms = dlfr_loss(out, batch, cfg)
+        terms = DLFRObjective(cfg)(out, batch)
+    out = out.tensors()
     want = {our_name(k): torch.tensor(v) for k, v in reference["outputs"].items()}
-    assert set(want) <= set(out)
+    assert set(want) == set(out)
     positions = read_positions(batch["text"], batch["audio_lengths"], batch["vision_lengths"])
     for key, expected in want.items():
         got = out[key]

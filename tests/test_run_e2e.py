@@ -233,12 +233,12 @@ def test_reference_like_computation_by_option(tiny_root, tmp_path, monkeypatch):
     built = {}
     real_model_for, real_optimizer = experiment.model_for, optim.build_optimizer
 
-    def spy_model_for(cfg, datasets):
-        built["model"] = real_model_for(cfg, datasets)
+    def spy_model_for(cfg, datasets, **kwargs):
+        built["model"] = real_model_for(cfg, datasets, **kwargs)
         return built["model"]
 
-    def spy_optimizer(cfg, model):
-        built["optimizer"] = real_optimizer(cfg, model)
+    def spy_optimizer(cfg, model, policy):
+        built["optimizer"] = real_optimizer(cfg, model, policy)
         return built["optimizer"]
 
     monkeypatch.setattr(experiment, "model_for", spy_model_for)
@@ -246,6 +246,8 @@ def test_reference_like_computation_by_option(tiny_root, tmp_path, monkeypatch):
     monkeypatch.setitem(registry.MODEL_SPECS, "emt-dlfr", spec)
     assert run_tiny(tiny_root, tmp_path / "plain", "--missing-rate", "0.5", "--seeds", "1",
                     "--set", "max_epochs=1", "fast_path=false") == 0
-    assert built["model"].fast is False and not built["optimizer"].defaults["fused"]
+    policy = built["model"].policy
+    assert not policy.stack_views and not policy.pack_tokens and policy.attention == "explicit"
+    assert not built["optimizer"].defaults["fused"]
     record = json.loads(next((tmp_path / "plain").glob("cells/*/*.json")).read_text())
     assert all(np.isfinite(v) for k, v in record["test"].items() if k in ("MAE", "Loss"))

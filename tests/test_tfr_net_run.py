@@ -13,7 +13,7 @@ from config import get_config
 from data.load_data import build_loaders, load_mmsa
 from models.reference_checkpoint import to_reference_state_dict
 from trains.experiment import build_datasets, model_for
-from trains.tfr_net import objective_for_epoch
+from trains.tfr_net import TFRNetObjective
 from trains.trainer import Trainer
 from utils.seed import setup_seed
 
@@ -54,7 +54,8 @@ def test_reconstruction_joins_from_the_second_epoch_and_validation_loss_is_the_l
     batch = next(iter(build_loaders(datasets, cfg.batch_size, seed=0)["train"]))
     with torch.no_grad():
         out = model.eval()(**{k: batch[k] for k in model.INPUTS})
-    first, second = objective_for_epoch(cfg, 1)(out, batch, cfg), objective_for_epoch(cfg, 2)(out, batch, cfg)
+    objective = TFRNetObjective(cfg)
+    first, second = objective.for_epoch(1)(out, batch), objective.for_epoch(2)(out, batch)
     assert torch.equal(first["total"], first["task_m"]) and second["total"] > second["task_m"]
     valid = Trainer(cfg, model, progress=False).evaluate(build_loaders(datasets, cfg.batch_size, seed=0)["valid"])
     assert valid["Loss"] == round(valid["Loss(pred_m)"], 4)  # the L1 alone, rounded as the reference

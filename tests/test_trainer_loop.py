@@ -9,6 +9,7 @@ from torch import nn
 
 from config import get_config
 from trains import trainer as trainer_mod
+from trains.objective import Objective
 from trains.trainer import Trainer, is_better
 from utils.errors import TrainingDivergedError
 
@@ -20,7 +21,7 @@ class StandIn(nn.Module):
         super().__init__()
         self.text_model = nn.Linear(1, 1)
         self.audio_model = nn.Linear(1, 1)
-        self.video_model = nn.Linear(1, 1)
+        self.vision_model = nn.Linear(1, 1)
         self.head = nn.Linear(1, 1)
 
     def forward(self, **_):
@@ -29,6 +30,23 @@ class StandIn(nn.Module):
 
 class Loader(list):
     generator = None
+
+
+class ScriptedObjective(Objective):
+    """Loss = the stand-in's head output summed, times the next scripted factor."""
+
+    reported_terms = {"Loss(pred_m)": "task_m"}
+
+    def __init__(self, factors=None, extra_terms=()):
+        self.factors = iter(factors) if factors is not None else None
+        self.extra_terms = extra_terms
+
+    def __call__(self, out, batch):
+        value = out["pred_m"].sum() * (next(self.factors) if self.factors is not None else 1.0)
+        return {"task_m": value, **{name: value for name in self.extra_terms}, "total": value}
+
+    def predictions(self, out):
+        return out["pred_m"].view(-1)
 
 
 def cfg_for(**kw):
@@ -88,7 +106,7 @@ def test_is_better_directions():
 def count_steps(monkeypatch, num_batches, **kw):
     cfg = cfg_for(**kw)
     model = StandIn()
-    trainer = Trainer(cfg, model, progress=False)
+    trainer = Trainer(cfg, model, objective=ScriptedObjective(), progress=False)
     steps, zeros = [], []
     monkeypatch.setattr(trainer.optimizer, "step", lambda: steps.append(1))
     original_zero = trainer.optimizer.zero_grad
@@ -97,11 +115,7 @@ def count_steps(monkeypatch, num_batches, **kw):
     def fake_forward(model_, batch):
         return {"pred_m": model_.head(torch.ones(2, 1))}
 
-    def fake_loss(out, batch, cfg_):
-        return {"task_m": out["pred_m"].sum(), "total": out["pred_m"].sum()}
-
     monkeypatch.setattr(trainer_mod, "forward_batch", fake_forward)
-    monkeypatch.setattr(trainer, "objective", fake_loss)
     batch = {"labels": {"M": torch.zeros(2, 1)}}
     trainer.train_epoch([batch] * num_batches, epoch=1)
     return len(steps), len(zeros), model.head.weight.grad
@@ -124,15 +138,9 @@ def test_gradients_are_summed_not_averaged(monkeypatch):
 
 
 def test_non_finite_loss_stops_with_epoch_batch_and_term(monkeypatch):
-    trainer = Trainer(cfg_for(), StandIn(), progress=False)
+    objective = ScriptedObjective(factors=[1.0, float("nan")], extra_terms=("rec_audio",))
+    trainer = Trainer(cfg_for(), StandIn(), objective=objective, progress=False)
     monkeypatch.setattr(trainer_mod, "forward_batch", lambda m, b: {"pred_m": m.head(torch.ones(2, 1))})
-    calls = iter([1.0, float("nan")])
-
-    def loss(out, batch, cfg):
-        value = out["pred_m"].sum() * next(calls)
-        return {"task_m": value, "rec_audio": value, "total": value}
-
-    monkeypatch.setattr(trainer, "objective", loss)
     batch = {"labels": {"M": torch.zeros(2, 1)}}
     with pytest.raises(TrainingDivergedError, match=r"'task_m' is nan at epoch 7, batch 1"):
         trainer.train_epoch([batch, batch], epoch=7)
@@ -165,10 +173,8 @@ def test_plateau_scheduler_divides_the_rates_by_ten_after_patience(monkeypatch):
 
 
 def test_validation_loss_rounding(monkeypatch):
-    trainer = Trainer(cfg_for(eval_loss_decimals=2), StandIn(), progress=False)
+    trainer = Trainer(cfg_for(eval_loss_decimals=2), StandIn(), objective=ScriptedObjective(), progress=False)
     monkeypatch.setattr(trainer_mod, "forward_batch", lambda m, b: {"pred_m": torch.full((2, 1), 0.123456)})
-    monkeypatch.setattr(trainer, "objective", lambda out, batch, cfg: {
-        "task_m": out["pred_m"].sum(), "total": out["pred_m"].sum()})
     batch = {"labels": {"M": torch.tensor([[0.0], [1.0]])}, "index": torch.tensor([0, 1]), "id": ["a$_$0", "a$_$1"]}
     results = trainer.evaluate([batch], desc="valid")
     assert results["Loss"] == 0.25 and results["Loss(pred_m)"] == pytest.approx(0.246912, abs=1e-6)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from config import DEFAULT_MODEL, ExperimentConfig
 from data.load_data import MMSADataset, build_loaders
+from models.execution import ExecutionPolicy
 from trains.model_file import SavedModel, check_data_fits, load_model_file
 from trains.predictions import write_csv
 from trains.sweep import predictions_dir
@@ -30,7 +31,6 @@ from trains.trainer import evaluate_loader
 from utils.errors import CheckpointError, ConfigError
 from utils.io import atomic_write_json
 from utils.results import RUNTIME_FIELDS, seed_stats, rate_tag
-from utils.device import resolve_device
 from utils.seed import setup_seed
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ def evaluate_model(saved: SavedModel, data, data_path: Path, rates: Rates, progr
     setup_seed(saved.seed, cfg.deterministic)
     test = MMSADataset(data_path, "test", rates, cfg.missing_seeds, data=data)
     loader = build_loaders({"test": test}, cfg.batch_size, saved.seed, cfg.num_workers)["test"]
-    device = resolve_device(cfg.device)
-    return evaluate_loader(saved.model.to(device), loader, cfg, device, progress=progress,
+    policy = ExecutionPolicy.from_config(cfg)
+    return evaluate_loader(saved.model.to(policy.device), loader, cfg, policy=policy, progress=progress,
                            desc=f"test at {rate_tag(rates)}")
 
 

@@ -9,7 +9,7 @@ once on the test split with the incomplete view's prediction.
 from __future__ import annotations
 
 import dataclasses
-
+import functools
 import json
 import logging
 import time
@@ -20,6 +20,7 @@ from transformers import BertConfig
 
 from config import ExperimentConfig
 from data.load_data import MMSADataset, build_loaders, ordered_loader
+from models.execution import ExecutionPolicy
 from models.reference_checkpoint import load_reference_checkpoint
 from models.reference_init import build_faithful_model
 from models.text_encoder import CONFIG_FILE, MINILM_SPEC, RANDOM_PREFIX
@@ -106,21 +107,22 @@ def check_text_hidden_size(cfg: ExperimentConfig, text_model) -> None:
     )
 
 
-def model_for(cfg: ExperimentConfig, datasets: dict):
-    """A fresh model for the data's audio/vision widths, after checking the text encoder can read the data
-    and has the hidden size pinned by ``text_hidden_size``, if any. With ``faithful_rng`` it holds the
-    authors' initial weights for the current seed (:mod:`models.reference_init`)."""
+def model_for(cfg: ExperimentConfig, datasets: dict, policy: Optional[ExecutionPolicy] = None):
+    """A fresh model for the data's audio/vision widths computing with ``policy`` (default: the config's),
+    after checking the text encoder can read the data and has the hidden size pinned by
+    ``text_hidden_size``, if any. With ``faithful_rng`` it holds the authors' initial weights for the current
+    seed (:mod:`models.reference_init`)."""
     train = datasets["train"]
     _, audio_dim, vision_dim = train.feature_dims
     check_bert_folder_config(cfg)
     spec = model_spec(cfg)
     if spec.data_settings is not None:  # e.g. TFR-Net's widths that follow the data's padded lengths
         cfg = dataclasses.replace(cfg, **spec.data_settings(train))
+    build = functools.partial(spec.build, policy=policy)
     if cfg.faithful_rng:
-        model = build_faithful_model(cfg, audio_dim, vision_dim, spec.build)
+        model = build_faithful_model(cfg, audio_dim, vision_dim, build)
     else:
-        model = spec.build(cfg, audio_dim, vision_dim)
-    model.set_fast_path(cfg.fast_path)
+        model = build(cfg, audio_dim, vision_dim)
     model = maybe_compile(model, cfg)
     check_text_hidden_size(cfg, model.text_model)
     vocab_size = model.text_model.config.vocab_size
@@ -158,10 +160,11 @@ def run_cell(
     device = resolve_device(cfg.device)
     setup_seed(seed, cfg.deterministic)
     set_tf32(cfg.tf32)
-    model = model_for(cfg, datasets)
+    policy = ExecutionPolicy.from_config(cfg)
+    model = model_for(cfg, datasets, policy=policy)
     loaders = build_loaders(datasets, cfg.batch_size, seed, cfg.num_workers, pin_memory=device.type == "cuda",
                             global_rng=cfg.faithful_rng)
-    trainer = Trainer(cfg, model, device, progress=progress)
+    trainer = Trainer(cfg, model, policy=policy, progress=progress)
     checkpoint = None
     if cfg.checkpoint_every_epoch and work_dir is not None:
         checkpoint = Path(work_dir) / "train_state.pt"
@@ -199,7 +202,7 @@ def write_split_predictions(out_dir: Path, cfg: ExperimentConfig, trainer: Train
         else:
             dataset = MMSADataset(data_path, split, rates, cfg.missing_seeds, data=data)
             preds, _ = run_model(trainer.model, ordered_loader(dataset, cfg.batch_size, cfg.num_workers), cfg,
-                                 trainer.device, with_loss=False)
+                                 policy=trainer.policy, objective=trainer.objective, with_loss=False)
         write_csv(Path(out_dir) / f"{split}.csv", [preds.to_frame(split, rates)])
 
 
@@ -210,9 +213,10 @@ def evaluate_reference_checkpoint(cfg: ExperimentConfig, data, data_path: Path, 
     setup_seed(0, cfg.deterministic)  # the loader order and, with --deterministic, the GPU flags
     set_tf32(cfg.tf32)
     datasets = build_datasets(cfg, data, data_path, rates)
-    model = model_for(cfg, datasets)
+    policy = ExecutionPolicy.from_config(cfg)
+    model = model_for(cfg, datasets, policy=policy)
     report = load_reference_checkpoint(model, checkpoint, cfg.MODEL)
     log.info("loaded reference checkpoint %s: %s", checkpoint, report)
     loaders = build_loaders(datasets, cfg.batch_size, seed=0, num_workers=cfg.num_workers,
                             pin_memory=device.type == "cuda")
-    return Trainer(cfg, model, device, progress=progress).evaluate(loaders["test"], desc="test")
+    return Trainer(cfg, model, policy=policy, progress=progress).evaluate(loaders["test"], desc="test")

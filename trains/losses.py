@@ -4,31 +4,38 @@
 
 * ``L_task^m`` / ``L_task^c``: L1 between the prediction of the incomplete / complete view and the label.
   The complete-view task loss sits inside the attraction bracket, as in the reference (docs/REFERENCE.md §8 item 2).
-* ``L_att,r`` (high-level attraction, SimSiam): for r in {gmc, text, audio, video},
+* ``L_att,r`` (high-level attraction, SimSiam): for r in {gmc, text, audio, vision},
   ``-½ [cos(p_r^m, sg(z_r)) + cos(p_r, sg(z_r^m))]``; the model returns the z's already detached.
 * ``L_rec,m`` (low-level reconstruction): SmoothL1 between the incomplete view's reconstruction and the
   complete target, averaged over the elements of the positions that are valid but were dropped.
-  Text targets are the complete view's detached BERT states at positions 1.., audio/vision targets the
-  raw complete features truncated to the batch's longest clip.
+  Text targets are the complete view's detached BERT states at the word positions, audio/vision targets
+  the raw complete features truncated to the batch's longest clip.
 
 Every term is computed in float32, also under bf16 autocast: the model's bf16 outputs are widened, and the
 labels and reconstruction targets keep their float32 values (in bf16 a label of 2.6 would be 2.594).
 
 Ablations: ``use_attraction=False`` drops the whole λ_att bracket (EMT-LLFR), ``use_reconstruction=False``
 the λ_rec term (EMT-HLFR), both leave the incomplete-view task loss alone (EMT).
+
+:class:`DLFRObjective` is the :class:`~trains.objective.Objective` of :class:`models.emt_dlfr.EMTDLFR`:
+it reads the typed :class:`~models.outputs.EMTDLFROutput`.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 import torch.nn.functional as F
 
-from config import Config
+from config import MODALITIES, Config
+from data.load_data import kept_key, valid_key
+from data.schema import FIRST_WORD_POSITION, TEXT_MASK_ROW
+from models.outputs import ATTRACTION_TARGETS, EMTDLFROutput
+from trains.objective import TASK_INCOMPLETE, TOTAL, Objective
 
 #: Added to the mask count so that a batch with nothing dropped (rate 0) gives a loss of exactly 0.
 RECON_EPS = 1e-6
-#: The representations the attraction loss is applied to (model output keys z_<r>, p_<r>, *_m).
-ATTRACTION_KEYS = ("gmc", "text", "audio", "video")
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -52,55 +59,63 @@ def masked_recon_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return loss_sum / (mask.sum() + RECON_EPS)
 
 
-def reconstruction_targets(out: dict, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(prediction, target, mask) per modality, as the reference builds them."""
-    text_valid = batch["text"][:, 1, 1:]  # (B, L-1) attention mask without [CLS]
-    text_kept = batch["text_missing_mask"][:, 1:]  # (B, L-1)
-    t_audio = out["audio_recon"].shape[1]
-    t_vision = out["video_recon"].shape[1]
-    return {
-        "text": (out["text_recon"], out["text_for_recon"], text_valid - text_kept),
-        "audio": (
-            out["audio_recon"],
-            batch["audio"][:, :t_audio],
-            (batch["audio_mask"] - batch["audio_missing_mask"])[:, :t_audio],
-        ),
-        "vision": (
-            out["video_recon"],
-            batch["vision"][:, :t_vision],
-            (batch["vision_mask"] - batch["vision_missing_mask"])[:, :t_vision],
-        ),
-    }
+def reconstruction_targets(
+    out: EMTDLFROutput, batch: dict
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(prediction, target, dropped positions) per modality, as the reference builds them."""
+    words_valid = batch["text"][:, TEXT_MASK_ROW, FIRST_WORD_POSITION:]  # (B, L-1)
+    words_kept = batch[kept_key("text")][:, FIRST_WORD_POSITION:]  # (B, L-1)
+    targets = {"text": (out.reconstruction["text"], out.text_target, words_valid - words_kept)}
+    for modality in MODALITIES[1:]:
+        pred = out.reconstruction[modality]  # (B, T', d): the batch's longest clip
+        frames = pred.shape[1]
+        dropped = (batch[valid_key(modality)] - batch[kept_key(modality)])[:, :frames]
+        targets[modality] = (pred, batch[modality][:, :frames], dropped)
+    return targets
 
 
-def dlfr_loss(out: dict, batch: dict, cfg: Config) -> dict[str, torch.Tensor]:
-    """All loss terms of one batch; ``"total"`` is the objective that is back-propagated.
+class DLFRObjective(Objective):
+    """The DLFR loss of :class:`models.emt_dlfr.EMTDLFR`; the metrics read the incomplete view's prediction."""
 
-    out: the model's output dict; batch: the collated data batch (labels["M"] of shape (B, 1)). Every term is
-    float32, whatever the outputs' dtype and whether or not autocast is on.
-    """
-    with torch.autocast(out["pred_m"].device.type, enabled=False):
-        return _float32_terms(out, batch, cfg)
+    reported_terms = MappingProxyType({"Loss(pred_m)": TASK_INCOMPLETE})
 
+    def __init__(self, cfg: Config):
+        self.use_attraction = cfg.use_attraction
+        self.use_reconstruction = cfg.use_reconstruction
+        self.attraction_weight = cfg.loss_attra_weight
+        self.reconstruction_weight = cfg.loss_recon_weight
 
-def _float32_terms(out: dict, batch: dict, cfg: Config) -> dict[str, torch.Tensor]:
-    label = batch["labels"]["M"].float().view(-1)  # (B,)
-    terms: dict[str, torch.Tensor] = {"task_m": F.l1_loss(out["pred_m"].float().view(-1), label)}
-    total = terms["task_m"]
-    if cfg.use_attraction:
-        terms["task_c"] = F.l1_loss(out["pred"].float().view(-1), label)
-        attraction = terms["task_c"]
-        for key in ATTRACTION_KEYS:
-            term = attraction_loss(out[f"p_{key}_m"], out[f"z_{key}"], out[f"p_{key}"], out[f"z_{key}_m"])
-            terms[f"att_{key}"] = term
-            attraction = attraction + term
-        total = total + cfg.loss_attra_weight * attraction
-    if cfg.use_reconstruction:
-        recon = 0.0
-        for key, (pred, target, mask) in reconstruction_targets(out, batch).items():
-            term = masked_recon_loss(pred, target, mask)
-            terms[f"rec_{key}"] = term
-            recon = recon + term
-        total = total + cfg.loss_recon_weight * recon
-    terms["total"] = total
-    return terms
+    def predictions(self, outputs: EMTDLFROutput) -> torch.Tensor:
+        return outputs.incomplete.prediction.view(-1)
+
+    def complete_predictions(self, outputs: EMTDLFROutput) -> torch.Tensor:
+        return outputs.complete.prediction.view(-1)
+
+    def __call__(self, outputs: EMTDLFROutput, batch: dict) -> dict[str, torch.Tensor]:
+        """All loss terms of one batch (labels["M"] of shape (B, 1)); ``"total"`` is back-propagated. Every
+        term is float32, whatever the outputs' dtype and whether or not autocast is on."""
+        with torch.autocast(outputs.incomplete.prediction.device.type, enabled=False):
+            return self._float32_terms(outputs, batch)
+
+    def _float32_terms(self, outputs: EMTDLFROutput, batch: dict) -> dict[str, torch.Tensor]:
+        label = self.labels(batch).float()  # (B,)
+        terms: dict[str, torch.Tensor] = {TASK_INCOMPLETE: F.l1_loss(self.predictions(outputs).float(), label)}
+        total = terms[TASK_INCOMPLETE]
+        if self.use_attraction:
+            terms["task_c"] = F.l1_loss(outputs.complete.prediction.float().view(-1), label)
+            attraction = terms["task_c"]
+            for target in ATTRACTION_TARGETS:
+                complete, incomplete = outputs.complete.siamese[target], outputs.incomplete.siamese[target]
+                term = attraction_loss(incomplete.p, complete.z, complete.p, incomplete.z)
+                terms[f"att_{target}"] = term
+                attraction = attraction + term
+            total = total + self.attraction_weight * attraction
+        if self.use_reconstruction:
+            recon = 0.0
+            for modality, (pred, target, dropped) in reconstruction_targets(outputs, batch).items():
+                term = masked_recon_loss(pred, target, dropped)
+                terms[f"rec_{modality}"] = term
+                recon = recon + term
+            total = total + self.reconstruction_weight * recon
+        terms[TOTAL] = total
+        return terms

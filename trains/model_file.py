@@ -119,7 +119,6 @@ def load_model_file(path: Path, runtime: Optional[dict] = None) -> SavedModel:
         shown = ", ".join([*missing[:3], *unexpected[:3]])
         raise CheckpointError(f"model file {path}: weights do not fit the stored config ({len(missing)} missing, "
                               f"{len(unexpected)} unexpected, e.g. {shown})")
-    model.set_fast_path(cfg.fast_path)
     model.eval()
     return SavedModel(path, model, cfg, blob["fingerprint"], audio_dim, vision_dim,
                       tuple(float(r) for r in blob["train_rates"]), int(blob["seed"]), dict(blob["test"]))

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from config import Config
+from models.execution import ExecutionPolicy
 
 #: Parameter-name fragments of BERT that get no weight decay (the reference's list).
 NO_DECAY_TERMS = ("bias", "LayerNorm.bias", "LayerNorm.weight")
@@ -23,7 +24,7 @@ NO_DECAY_TERMS = ("bias", "LayerNorm.bias", "LayerNorm.weight")
 def parameter_groups(cfg: Config, model: nn.Module) -> list[dict]:
     bert = list(model.text_model.named_parameters())
     audio = list(model.audio_model.parameters())
-    vision = list(model.video_model.parameters())
+    vision = list(model.vision_model.parameters())
     grouped = {id(p) for _, p in bert} | {id(p) for p in audio} | {id(p) for p in vision}
     other = [p for p in model.parameters() if id(p) not in grouped]
     groups = []
@@ -44,17 +45,17 @@ def parameter_groups(cfg: Config, model: nn.Module) -> list[dict]:
         ]
     groups += [
         {"params": audio, "lr": cfg.learning_rate_audio, "weight_decay": cfg.weight_decay_audio, "name": "audio"},
-        {"params": vision, "lr": cfg.learning_rate_video, "weight_decay": cfg.weight_decay_video, "name": "video"},
+        {"params": vision, "lr": cfg.learning_rate_video, "weight_decay": cfg.weight_decay_video, "name": "vision"},
         {"params": other, "lr": cfg.learning_rate_other, "weight_decay": cfg.weight_decay_other, "name": "other"},
     ]
     return groups
 
 
-def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Adam:
-    """Adam over :func:`parameter_groups`. With ``cfg.fast_path`` (default) PyTorch's fused kernel: the same
-    update as the reference's per-parameter loop up to float rounding (2e-7 after 20 steps), about 8x faster
-    on a CPU (0.07 s against 0.54 s per step for bert-base's 110M parameters on 2 cores)."""
+def build_optimizer(cfg: Config, model: nn.Module, policy: ExecutionPolicy) -> torch.optim.Adam:
+    """Adam over :func:`parameter_groups`; ``policy.fused_adam`` selects PyTorch's fused kernel, the same
+    update as the reference's per-parameter loop up to float rounding, and much faster on a CPU
+    (docs/BENCHMARKS.md)."""
     if not cfg.use_finetune:
         for p in model.text_model.parameters():
             p.requires_grad_(False)
-    return torch.optim.Adam(parameter_groups(cfg, model), fused=cfg.fast_path)
+    return torch.optim.Adam(parameter_groups(cfg, model), fused=policy.fused_adam)

@@ -5,9 +5,9 @@ authors' step schedule ("mmsa": a step after every batch on the gradients summed
 and one more at the group's end), value clipping at 0.8, ReduceLROnPlateau (factor 0.1) on the validation
 loss rounded to 4 decimals, and early stopping after 6 epochs. What is TFR-Net's own:
 
-* the objective (:func:`tfr_net_objective`, :func:`objective_for_epoch`): L1 on the prediction, plus the
+* the objective (:class:`TFRNetObjective`): L1 on the prediction, plus the
   weighted reconstruction losses from ``gen_loss_from_epoch`` (2) on (:func:`models.tfr_net.losses.tfr_loss`);
-  validation and test report the L1 alone as "Loss" (the registry's ``loss_term``), which the reference's
+  validation and test report the L1 alone as "Loss" (the objective's ``loss_term``), which the reference's
   model selection and scheduler read;
 * the optimiser (:func:`tfr_net_optimizer`): Adam (L2 decay) with BERT's weights at ``learning_rate_bert`` /
   ``weight_decay_bert``, BERT's biases and LayerNorms at ``learning_rate_bert`` without decay, and every
@@ -18,30 +18,41 @@ loss rounded to 4 decimals, and early stopping after 6 epochs. What is TFR-Net's
 
 from __future__ import annotations
 
-import functools
+from types import MappingProxyType
 
 import torch
 from torch import nn
 
+from models.execution import ExecutionPolicy
 from models.tfr_net.losses import tfr_loss
+from trains.objective import TASK_INCOMPLETE, Objective
 from trains.optim import NO_DECAY_TERMS
 
-#: The loss term reported as the validation "Loss" (the L1 of the prediction alone).
-LOSS_TERM = "task_m"
+
+class TFRNetObjective(Objective):
+    """TFR-Net's loss terms of a batch (:func:`models.tfr_net.losses.tfr_loss`) with the config's weights;
+    validation reports the prediction's L1 alone as "Loss"."""
+
+    loss_term = TASK_INCOMPLETE
+    reported_terms = MappingProxyType({"Loss(pred_m)": TASK_INCOMPLETE})
+
+    def __init__(self, cfg, with_generation: bool = True):
+        self.cfg = cfg
+        self.weights = cfg.weight_gen_loss
+        self.with_generation = with_generation
+
+    def for_epoch(self, epoch: int) -> "TFRNetObjective":
+        """Without the reconstruction term before ``gen_loss_from_epoch``, as the reference's ``if epochs > 1``."""
+        return TFRNetObjective(self.cfg, with_generation=epoch >= self.cfg.gen_loss_from_epoch)
+
+    def predictions(self, outputs: dict) -> torch.Tensor:
+        return outputs["pred_m"].view(-1)
+
+    def __call__(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        return tfr_loss(outputs, batch, self.weights, self.with_generation)
 
 
-def tfr_net_objective(out: dict, batch: dict, cfg, with_generation: bool = True) -> dict[str, torch.Tensor]:
-    """TFR-Net's loss terms of a batch (:func:`models.tfr_net.losses.tfr_loss`) with ``cfg``'s weights."""
-    return tfr_loss(out, batch, cfg.weight_gen_loss, with_generation)
-
-
-def objective_for_epoch(cfg, epoch: int):
-    """The training objective of ``epoch`` (1-based): without the reconstruction term before
-    ``cfg.gen_loss_from_epoch``, as the reference's ``if epochs > 1``."""
-    return functools.partial(tfr_net_objective, with_generation=epoch >= cfg.gen_loss_from_epoch)
-
-
-def tfr_net_optimizer(cfg, model: nn.Module) -> torch.optim.Adam:
+def tfr_net_optimizer(cfg, model: nn.Module, policy: ExecutionPolicy) -> torch.optim.Adam:
     """Adam over the reference's three parameter groups (two without BERT fine-tuning: one)."""
     bert = list(model.text_model.named_parameters())
     bert_ids = {id(p) for _, p in bert}
@@ -59,4 +70,4 @@ def tfr_net_optimizer(cfg, model: nn.Module) -> torch.optim.Adam:
             p.requires_grad_(False)
     groups.append({"params": other, "lr": cfg.learning_rate_other, "weight_decay": cfg.weight_decay_other,
                    "name": "other"})
-    return torch.optim.Adam(groups, fused=cfg.fast_path)
+    return torch.optim.Adam(groups, fused=policy.fused_adam)

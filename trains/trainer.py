@@ -2,6 +2,11 @@
 trainers for theirs): the model's objective, optimiser and inputs come from its registry entry
 (:mod:`trains.registry`), the loop's policy from the config's shared fields.
 
+* The model is called on the batch entries it names (``model.INPUTS``); its objective
+  (:class:`~trains.objective.Objective`, from the model's registry entry unless given) turns the outputs
+  into loss terms and gives the predictions the metrics read. How the model computes (device, autocast,
+  the Adam kernel, ...) is the :class:`~models.execution.ExecutionPolicy` decided once from the config.
+
 * One epoch: ``model.train()``; gradients are zeroed at the start of every group of ``update_epochs``
   mini-batches and, with ``step_schedule="group"`` (EMT-DLFR), the optimiser steps after the group's last
   batch. The loss is not divided, so gradients are summed. The trailing batches of an epoch that do not
@@ -26,7 +31,7 @@ trainers for theirs): the model's objective, optimiser and inputs come from its 
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -38,14 +43,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from config import ExperimentConfig
+from config import ExperimentConfig, config_diff
+from models.execution import ExecutionPolicy
+from trains.objective import TOTAL, Objective
 from trains.predictions import SplitPredictions
 from trains.registry import model_spec
-from utils.results import RUNTIME_FIELDS
 from utils.errors import CheckpointError, ConfigError, TrainingDivergedError
 from utils.io import atomic_torch_save
 from utils.metrics import eval_regression
-from utils.device import resolve_device, use_device
+from utils.device import use_device
 from utils.seed import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,8 @@ LOWER_IS_BETTER = ("Loss", "Loss(pred_m)", "MAE")
 PLATEAU_FACTOR = 0.1
 #: Batch entries a model takes on the host (see :func:`to_device`).
 HOST_INPUTS = ("audio_lengths", "vision_lengths")
+#: Validation key of the mean total loss over the batches.
+LOSS = "Loss"
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -99,16 +107,19 @@ def progress_bar(loader, desc: str, progress: bool):
     return tqdm(total=len(loader), desc=desc, leave=False, disable=not progress)
 
 
-def run_model(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.device, progress: bool = False,
-              desc: str = "eval", with_loss: bool = True, objective=None) -> tuple[SplitPredictions, dict]:
+def run_model(model: nn.Module, loader, cfg: ExperimentConfig, *, policy: Optional[ExecutionPolicy] = None,
+              objective: Optional[Objective] = None, progress: bool = False, desc: str = "eval",
+              with_loss: bool = True) -> tuple[SplitPredictions, dict]:
     """One pass of ``model`` in eval mode over ``loader``: every clip's predictions (in the loader's order)
-    and, with ``with_loss``, the mean total loss ("Loss", rounded to ``eval_loss_decimals`` when set) and
-    incomplete-view task loss ("Loss(pred_m)") over batches. The one place that runs a model for
+    and, with ``with_loss``, the batch means of the objective's ``loss_term`` ("Loss", rounded to
+    ``eval_loss_decimals`` when set) and of its reported terms. The one place that runs a model for
     evaluation, testing and prediction. ``pred_complete`` is nan for a model without a complete view.
-    ``objective``: the loss terms' function (default the registry's for ``cfg``'s model)."""
+    ``policy`` (device, autocast) and ``objective`` default to the config's and its model's."""
+    policy = policy if policy is not None else ExecutionPolicy.from_config(cfg)
+    objective = objective if objective is not None else model_spec(cfg).objective(cfg)
+    device = torch.device(policy.device)
+    reported = {LOSS: objective.loss_term, **objective.reported_terms}
     model.eval()
-    spec = model_spec(cfg)
-    objective = objective or spec.objective
     index, ids, columns, losses = [], [], [], []
     with torch.no_grad(), progress_bar(loader, desc, progress) as bar:
         for batch in loader:
@@ -116,30 +127,31 @@ def run_model(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.dev
             index.append(batch["index"])
             ids.extend(batch["id"])
             batch = to_device(batch, device)
-            with autocast_context(cfg, device):
+            with policy.autocast():
                 out = forward_batch(model, batch)
                 if with_loss:
-                    terms = objective(out, batch, cfg)
-                    losses.append(torch.stack([terms[spec.loss_term], terms["task_m"]]))
-            pred_m = out["pred_m"].float().view(-1)
-            pred = out["pred"].float().view(-1) if "pred" in out else torch.full_like(pred_m, float("nan"))
-            columns.append(torch.stack([batch["labels"]["M"].float().view(-1), pred_m, pred]))  # (3, B), on the device
+                    terms = objective(out, batch)
+                    losses.append(torch.stack([terms[term] for term in reported.values()]))
+            pred_m = objective.predictions(out).float()
+            complete = objective.complete_predictions(out)
+            pred = complete.float() if complete is not None else torch.full_like(pred_m, float("nan"))
+            columns.append(torch.stack([objective.labels(batch).float(), pred_m, pred]))  # (3, B), on the device
     label, pred_m, pred = torch.cat(columns, dim=1).cpu().numpy()  # one read from the device per pass
     preds = SplitPredictions(index=torch.cat(index).numpy().astype(np.int64), ids=np.asarray(ids, dtype=object),
                              label=label, pred=pred_m, pred_complete=pred)
     if not with_loss:
         return preds, {}
-    losses = torch.stack(losses).cpu().double()  # (batches, 2): the loss term, the incomplete-view task loss
-    loss = float(np.mean(losses[:, 0].numpy()))
+    losses = torch.stack(losses).cpu().double()  # (batches, reported terms)
+    results = {key: float(np.mean(losses[:, i].numpy())) for i, key in enumerate(reported)}
     if cfg.eval_loss_decimals is not None:
-        loss = round(loss, cfg.eval_loss_decimals)
-    return preds, {"Loss": loss, "Loss(pred_m)": float(np.mean(losses[:, 1].numpy()))}
+        results[LOSS] = round(results[LOSS], cfg.eval_loss_decimals)
+    return preds, results
 
 
-def evaluate_loader(model: nn.Module, loader, cfg: ExperimentConfig, device: torch.device, progress: bool = False,
-                    desc: str = "eval", objective=None) -> tuple[dict, SplitPredictions]:
-    """The recorded evaluation of a pass (metrics in file order, plus the mean losses) and its predictions."""
-    preds, losses = run_model(model, loader, cfg, device, progress=progress, desc=desc, objective=objective)
+def evaluate_loader(model: nn.Module, loader, cfg: ExperimentConfig, **kwargs) -> tuple[dict, SplitPredictions]:
+    """The recorded evaluation of a pass (metrics in file order, plus the mean losses) and its predictions;
+    ``kwargs`` as :func:`run_model`'s."""
+    preds, losses = run_model(model, loader, cfg, **kwargs)
     results = preds.metrics(cfg.metric_set)
     results.update(losses)
     return results, preds
@@ -158,12 +170,6 @@ def is_better(key: str, value: float, best: Optional[float]) -> bool:
     return value >= best + IMPROVEMENT_EPS
 
 
-def autocast_context(cfg: ExperimentConfig, device: torch.device):
-    if cfg.amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @dataclass
 class FitResult:
     best_state: dict
@@ -174,40 +180,52 @@ class FitResult:
 
 
 class Trainer:
-    """Trains one model on one set of loaders; see the module docstring for the loop."""
+    """Trains one model with its objective on one set of loaders; see the module docstring for the loop."""
 
-    def __init__(self, cfg: ExperimentConfig, model: nn.Module, device: torch.device | str | None = None,
-                 progress: bool = True):
-        """``device``: a torch device or a config device string (default ``cfg.device``; ``auto`` resolved)."""
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        model: nn.Module,
+        *,
+        objective: Optional[Objective] = None,
+        policy: Optional[ExecutionPolicy] = None,
+        progress: bool = True,
+    ):
         self.cfg = cfg
-        self.device = device if isinstance(device, torch.device) else resolve_device(device or cfg.device)
+        self.policy = policy if policy is not None else ExecutionPolicy.from_config(cfg)
+        self.policy.apply_backend_flags()
+        self.device = torch.device(self.policy.device)
         use_device(self.device)
         self.model = model.to(self.device)
         spec = model_spec(cfg)
-        self.objective = spec.objective
-        self.epoch_objective = spec.epoch_objective
-        self.loss_term = spec.loss_term
-        self.optimizer = spec.optimizer(cfg, model)
+        self.objective = objective if objective is not None else spec.objective(cfg)
+        self.optimizer = spec.optimizer(cfg, model, self.policy)
         self.scheduler = None
         if cfg.plateau_patience is not None:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="min", factor=PLATEAU_FACTOR, patience=cfg.plateau_patience)
         self.progress = progress
 
+    def _losses(self, batch: dict, objective: Objective):
+        """(outputs, loss terms) of one batch, under the policy's autocast."""
+        with self.policy.autocast():
+            out = forward_batch(self.model, batch)
+            return out, objective(out, batch)
+
     # ---------------------------------------------------------------------------------------------
     def evaluate(self, loader, desc: str = "eval") -> dict:
-        """Metrics of the incomplete view's prediction, plus the mean total loss ("Loss") and the mean
-        incomplete-view task loss ("Loss(pred_m)") over batches, in eval mode."""
+        """Metrics of the objective's predictions, plus the mean loss ("Loss") and the objective's reported
+        terms (for every model here "Loss(pred_m)", the incomplete-view task loss) over batches, in eval mode."""
         return self.evaluate_with_predictions(loader, desc)[0]
 
     def evaluate_with_predictions(self, loader, desc: str = "eval") -> tuple[dict, SplitPredictions]:
         """:meth:`evaluate` and the per-clip predictions it was computed from (in the loader's order)."""
-        return evaluate_loader(self.model, loader, self.cfg, self.device, progress=self.progress, desc=desc,
-                               objective=self.objective)
+        return evaluate_loader(self.model, loader, self.cfg, policy=self.policy, objective=self.objective,
+                               progress=self.progress, desc=desc)
 
     def train_epoch(self, loader, epoch: int) -> dict:
         cfg, model, optimizer = self.cfg, self.model, self.optimizer
-        objective = self.objective if self.epoch_objective is None else self.epoch_objective(cfg, epoch)
+        objective = self.objective.for_epoch(epoch)
         model.train()
         preds, labels, losses = [], [], []
         num_batches = len(loader)
@@ -216,9 +234,7 @@ class Trainer:
             if index % cfg.update_epochs == 0:
                 optimizer.zero_grad(set_to_none=True)
             batch = to_device(batch, self.device)
-            with autocast_context(cfg, self.device):
-                out = forward_batch(model, batch)
-                terms = objective(out, batch, cfg)
+            out, terms = self._losses(batch, objective)
             # the batch's one read from the device: every loss term at once, for the divergence stop and the log
             values = dict(zip(terms, torch.stack([value.detach() for value in terms.values()]).tolist()))
             for name, value in values.items():
@@ -227,7 +243,7 @@ class Trainer:
                         f"training diverged: loss term '{name}' is {value} at epoch {epoch}, "
                         f"batch {index} (lower the learning rates, or check the data for extreme values)"
                     )
-            terms["total"].backward()
+            terms[TOTAL].backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_value_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
             group_done = (index + 1) % cfg.update_epochs == 0
@@ -237,14 +253,14 @@ class Trainer:
                     optimizer.step()
             elif group_done or (cfg.step_trailing_batches and index + 1 == num_batches):
                 optimizer.step()
-            preds.append(out["pred_m"].detach().float().view(-1))  # on the device until the epoch ends
-            labels.append(batch["labels"]["M"].float().view(-1))
-            losses.append(values["total"])
+            preds.append(self.objective.predictions(out).detach().float())  # on the device until the epoch ends
+            labels.append(self.objective.labels(batch).float())
+            losses.append(values[TOTAL])
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         bar.close()
         results = eval_regression(torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy(), cfg.metric_set)
-        results["Loss"] = float(np.mean(losses))
+        results[LOSS] = float(np.mean(losses))
         return results
 
     # ---------------------------------------------------------------------------------------------
@@ -270,9 +286,7 @@ class Trainer:
             raise CheckpointError(f"cannot read training checkpoint {path}: {exc}") from None
         if state.get("format") != "emt-dlfr-train-state/1":
             raise CheckpointError(f"{path} is not a training checkpoint of this project")
-        saved, current = state["config"], self.cfg.to_dict()
-        fields = (saved.keys() | current.keys()) - set(RUNTIME_FIELDS)  # device, fast_path, ... may change
-        diff = sorted(k for k in fields if saved.get(k) != current.get(k))
+        diff = config_diff(state["config"], self.cfg.to_dict())  # device, fast_path, ... may change
         if diff:
             raise CheckpointError(
                 f"checkpoint {path} was written with another config (differs in: {', '.join(diff)}); "

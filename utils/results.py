@@ -31,15 +31,11 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from config import ExperimentConfig
+from config import RUNTIME_FIELDS, ExperimentConfig, config_diff
 from utils.errors import ConfigError
 from utils.io import atomic_write_json, atomic_write_text
 from utils.metrics import MEAN_DECIMALS, auilc_row, trapezoid_areas
 
-#: Config fields that change how fast a run goes, or what it checks, but not what it computes; left out of
-#: the fingerprint (``text_hidden_size`` only refuses an encoder, so results made without it stay valid;
-#: ``fast_path`` changes the implementation, not the computation).
-RUNTIME_FIELDS = ("device", "tf32", "num_workers", "checkpoint_every_epoch", "text_hidden_size", "fast_path")
 #: Decimals of the x100 means in the CSVs (the reference rounds to 2).
 CSV_DECIMALS = MEAN_DECIMALS
 
@@ -92,9 +88,7 @@ def prepare_out_dir(out_dir: Path, cfg: ExperimentConfig) -> str:
                 f"(the default is results/<dataset>/<model>)"
             )
         if old.get("fingerprint") != fingerprint and holds_results(out_dir):
-            old_cfg = old.get("config", {})
-            diff = sorted(k for k, v in cfg.to_dict().items()
-                          if k not in RUNTIME_FIELDS and json.dumps(old_cfg.get(k), default=str) != json.dumps(v, default=str))
+            diff = config_diff(old.get("config", {}), cfg.to_dict())
             raise ConfigError(
                 f"{out_dir} holds results of another config (differs in: {', '.join(diff) or 'unknown'}); "
                 "use another --out, or remove the directory to start over"

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from config.tfr_net import TFRNetConfig
+from models.execution import ExecutionPolicy
 from models.tfr_net.alignment import CrossmodalAlignment
 from models.tfr_net.fusion import GatedFusion
 from models.text_encoder import load_text_encoder
@@ -51,10 +52,13 @@ class TFRNet(nn.Module):
     #: Batch keys of the forward arguments, in order.
     INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
 
-    def __init__(self, cfg: TFRNetConfig, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None):
+    def __init__(self, cfg: TFRNetConfig, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None,
+                 policy: Optional[ExecutionPolicy] = None):
         """The network for ``cfg`` (its ``seq_lens``: the padded lengths the final attentions are as wide as)
         and the data's audio / vision widths; BERT from ``cfg.bert`` unless ``text_encoder`` is given."""
         super().__init__()
+        #: How it computes (read by the trainer); its attention is SDPA on every policy.
+        self.policy = policy if policy is not None else ExecutionPolicy.from_config(cfg)
         self.use_finetune = cfg.use_finetune
         self.text_model = text_encoder if text_encoder is not None else load_text_encoder(cfg.bert)
         text_dim = self.text_model.config.hidden_size
@@ -66,9 +70,6 @@ class TFRNet(nn.Module):
         self.generator_a = nn.Linear(aligned, audio_dim)
         self.generator_v = nn.Linear(aligned, vision_dim)
         self.fusion_subnet = GatedFusion(cfg, (aligned, aligned, aligned))
-
-    def set_fast_path(self, enabled: bool) -> None:
-        """No-op: TFR-Net computes the same way on both paths (scaled_dot_product_attention throughout)."""
 
     def _bert(self, text: torch.Tensor) -> torch.Tensor:
         """(N, 3, L) float [ids; mask; segments] -> last_hidden_state (N, L, H)."""
@@ -105,6 +106,7 @@ class TFRNet(nn.Module):
 
 
 
-def build_tfr_net(cfg: TFRNetConfig, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None) -> TFRNet:
+def build_tfr_net(cfg: TFRNetConfig, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None,
+                  policy: Optional[ExecutionPolicy] = None) -> TFRNet:
     """TFR-Net for ``cfg`` (:class:`config.tfr_net.TFRNetConfig`) and the dataset's audio / vision widths."""
-    return TFRNet(cfg, audio_dim, vision_dim, text_encoder)
+    return TFRNet(cfg, audio_dim, vision_dim, text_encoder, policy)
