@@ -121,10 +121,6 @@ def test_unk_on_literal_ids():
 MODEL_INPUTS = ("text", "text_m", "audio", "audio_m", "audio_lengths", "vision", "vision_m", "vision_lengths")
 
 
-def _predictions(output, key: str) -> torch.Tensor:
-    return output[key] if isinstance(output, dict) else getattr(output, key)
-
-
 def test_test_split_is_scored_on_the_incomplete_views_prediction(tiny_root, monkeypatch):
     """run_cell trains, reloads the best state and tests once; its test metrics are those of pred_m."""
     cfg = dataclasses.replace(get_config("tiny"), max_epochs=1)
@@ -133,8 +129,8 @@ def test_test_split_is_scored_on_the_incomplete_views_prediction(tiny_root, monk
     models = []
     real_model_for = experiment.model_for
 
-    def keep_model(cfg_, datasets):
-        models.append(real_model_for(cfg_, datasets))
+    def keep_model(cfg_, datasets, **kwargs):
+        models.append(real_model_for(cfg_, datasets, **kwargs))
         return models[-1]
 
     monkeypatch.setattr(experiment, "model_for", keep_model)
@@ -146,8 +142,8 @@ def test_test_split_is_scored_on_the_incomplete_views_prediction(tiny_root, monk
     with torch.no_grad():
         for batch in DataLoader(test_set, batch_size=cfg.batch_size):
             out = model(**{key: batch[key] for key in MODEL_INPUTS})
-            pred.append(_predictions(out, "pred").view(-1))
-            pred_m.append(_predictions(out, "pred_m").view(-1))
+            pred.append(out.complete.prediction.view(-1))
+            pred_m.append(out.incomplete.prediction.view(-1))
             labels.append(batch["labels"]["M"].view(-1))
     pred, pred_m, labels = torch.cat(pred), torch.cat(pred_m), torch.cat(labels)
     expected = eval_regression(pred_m, labels, cfg.metric_set)
@@ -193,7 +189,7 @@ def test_every_parameter_gets_the_references_learning_rate_and_decay():
                 decayed.append(bert_name)
         elif name.startswith("audio_model."):
             expected = (2e-2, 0.2)
-        elif name.startswith("video_model."):
+        elif name.startswith("vision_model."):
             expected = (3e-2, 0.3)
         else:
             expected = (4e-2, 0.4)
