@@ -64,14 +64,8 @@ class MulT(nn.Module):
     #: Batch keys of the forward arguments, in order.
     INPUTS = ("text_m", "audio_m", "vision_m")
 
-    def __init__(
-        self,
-        cfg,
-        audio_dim: int,
-        vision_dim: int,
-        text_encoder: Optional[nn.Module] = None,
-        policy: Optional[ExecutionPolicy] = None,
-    ):
+    def __init__(self, cfg, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None,
+                 policy: Optional[ExecutionPolicy] = None):
         super().__init__()
         #: How it computes (read by the trainer); its attention is SDPA on every policy (module docstring).
         self.policy = policy if policy is not None else ExecutionPolicy.from_config(cfg)
@@ -128,12 +122,7 @@ class MulT(nn.Module):
         return {"pred_m": self.out_layer(self.proj2(hidden) + fused), "fused": fused}
 
 
-def build_mult(
-    cfg,
-    audio_dim: int,
-    vision_dim: int,
-    text_encoder: Optional[nn.Module] = None,
-    policy: Optional[ExecutionPolicy] = None,
-) -> MulT:
+def build_mult(cfg, audio_dim: int, vision_dim: int, text_encoder: Optional[nn.Module] = None,
+               policy: Optional[ExecutionPolicy] = None) -> MulT:
     """MulT for ``cfg`` (:class:`config.mult.MultConfig`) and the dataset's audio / vision widths."""
     return MulT(cfg, audio_dim, vision_dim, text_encoder, policy)
