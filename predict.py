@@ -46,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
 
-    import torch
-
     from data.load_data import MMSADataset, find_empty_modalities, load_mmsa, ordered_loader
     from trains.model_file import check_data_fits, load_model_file
     from trains.predictions import write_csv

@@ -1,4 +1,4 @@
-"""The transformer blocks of the EMT and of every fusion strategy (reference-behaviour §4.3, §8.3, §8.4).
+"""The transformer blocks of the EMT and of every fusion strategy (docs/REFERENCE.md §4.3, §8).
 
 Perceiver-style pre-norm blocks:
 
@@ -182,7 +182,7 @@ class CrossSelfTransformer(nn.Module):
     """Half an MPU: target tokens cross-attend to a context, then self-attend, then an FFN (all pre-norm).
 
     ``layers.0`` = [cross PreNorm(Attention) with a context norm, self PreNorm(Attention),
-    PreNorm(FeedForward)]; four LayerNorms, no final norm (reference §4.3).
+    PreNorm(FeedForward)]; four LayerNorms, no final norm (docs/REFERENCE.md §4.3).
     """
 
     def __init__(self, dim: int, heads: int, depth: int = 1, attn_dropout: float = 0.0, ff_dropout: float = 0.0,

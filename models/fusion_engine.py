@@ -1,4 +1,4 @@
-"""The one layer loop behind every fusion strategy (reference-behaviour §4.2 step 5, §4.3).
+"""The one layer loop behind every fusion strategy (docs/REFERENCE.md §4.2, §4.3).
 
 Every strategy has the same small interface,
 

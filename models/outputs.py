@@ -1,6 +1,6 @@
 """What the EMT-DLFR network returns: a typed record read by the DLFR objective (trains/losses.py).
 
-The network runs two views of every clip, the complete one and the incomplete one (reference-behaviour
+The network runs two views of every clip, the complete one and the incomplete one (docs/REFERENCE.md
 §4.1). Per view it predicts the label and, for each representation the attraction loss pulls together
 (:data:`ATTRACTION_TARGETS`), returns the SimSiam pair (z, p); from the incomplete view it also
 reconstructs every modality's features, and from the complete view it gives the text reconstruction's

@@ -1,4 +1,4 @@
-"""The authors' initial weights for a seed (``--faithful-rng``; reference-behaviour §4, §1 "seeding").
+"""The authors' initial weights for a seed (``--faithful-rng``; docs/REFERENCE.md §4, §1).
 
 The reference seeds once and then builds its network, so its initial weights are fixed by the ORDER in which
 its constructors draw from the global torch generator. That order is the reference's module order, which

@@ -18,7 +18,6 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from config import DEFAULT_MODEL, ExperimentConfig
