@@ -17,11 +17,16 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from config import DEFAULT_MODEL, MODEL_NAMES, PRESETS, get_config, override, parse_set_pairs
+from data.missing import check_missing_rate
 from trains import sweep
 from utils.errors import ConfigError, DataError
-from utils.results import aggregate, prepare_out_dir
+from utils.results import aggregate, merge_cells, prepare_out_dir
+
+#: Options a worker process of a multi-device sweep does not inherit (it gets its own), with their value counts.
+WORKER_OWN_OPTIONS = {"--gpus": 1, "--device": 1, "--shard": 1}
 
 log = logging.getLogger("emt_dlfr")
 
@@ -136,9 +141,62 @@ def rate_grid(args: argparse.Namespace, cfg) -> list[tuple[float, float, float]]
         grid = [(r, r, r)]
     for rates in grid:
         for r in rates:
-            if not 0.0 <= r <= 1.0:
-                raise ConfigError(f"missing rate {r} is outside [0, 1]")
+            check_missing_rate(r)
     return grid
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard expects I/N with integers (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def parse_devices(text: str) -> list[str]:
+    """``"0,1,3"`` -> ["cuda:0", "cuda:1", "cuda:3"]; ``cpu`` entries stay ``cpu`` (tests, CPU clusters)."""
+    devices = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.isdigit():
+            devices.append(f"cuda:{item}")
+        elif item == "cpu" or item.startswith("cuda"):
+            devices.append(item)
+        else:
+            raise ConfigError(f"--gpus expects GPU indices such as 0,1,2 (or cpu), got {item!r}")
+    if not devices:
+        raise ConfigError("--gpus is empty")
+    return devices
+
+
+
+def worker_commands(argv: list[str], devices: list[str], environ: Optional[dict[str, str]] = None) -> list[sweep.Worker]:
+    """One ``run.py`` worker per device, each running every N-th cell of the sweep on its device."""
+    base = _strip_options(argv, WORKER_OWN_OPTIONS)
+    run_py = str(Path(__file__).resolve())
+    workers = []
+    for k, device in enumerate(devices):
+        env, device_arg = sweep.worker_env(device, environ)
+        command = [sys.executable, run_py, *base, "--device", device_arg, "--shard", f"{k}/{len(devices)}",
+                   "--no-progress", "--no-aggregate"]
+        workers.append(sweep.Worker(command, env, device))
+    return workers
+
+
+def _strip_options(argv: list[str], options: dict[str, int]) -> list[str]:
+    out, skip = [], 0
+    for item in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = item.split("=", 1)[0]
+        if name in options:
+            skip = 0 if "=" in item else options[name]
+            continue
+        out.append(item)
+    return out
 
 
 def results_dir(template: str | None, cfg) -> Path:
@@ -163,15 +221,6 @@ def check_encoder_early(cfg, args: argparse.Namespace) -> None:
 
     check_encoder_spec(cfg.bert, encoder_flag(args))
     check_bert_folder_config(cfg)
-
-
-def check_key_eval(cfg) -> None:
-    """Refuse a model-selection key that validation never reports, before any training."""
-    from utils.metrics import MOSI_KEYS, SIMS_KEYS
-
-    known = ("Loss", "Loss(pred_m)", *(SIMS_KEYS if cfg.metric_set == "sims" else MOSI_KEYS))
-    if cfg.key_eval not in known:
-        raise ConfigError(f"key_eval {cfg.key_eval!r} is not a validation metric (choose from: {', '.join(known)})")
 
 
 def setup_logging(out_dir: Path | None, name: str) -> Path | None:
@@ -255,7 +304,7 @@ def load_data(cfg, args):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    devices = sweep.parse_devices(args.gpus) if args.gpus else None
+    devices = parse_devices(args.gpus) if args.gpus else None
     if devices is not None and len(devices) == 1:
         args.device = devices[0]
     if args.evaluate:
@@ -265,13 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(describe_command(cfg), indent=2))
         return 0
     grid = rate_grid(args, cfg)
-    check_key_eval(cfg)
     if not args.merge:
         check_encoder_early(cfg, args)
-    shard = sweep.parse_shard(args.shard) if args.shard else None
+    shard = parse_shard(args.shard) if args.shard else None
     out_dir = results_dir(args.out, cfg)
     if args.merge:
-        copied = sweep.merge_cells(out_dir, [results_dir(d, cfg) for d in args.merge])
+        copied = merge_cells(out_dir, [results_dir(d, cfg) for d in args.merge])
         print(f"merged {copied} cells into {out_dir}")
     fingerprint = prepare_out_dir(out_dir, cfg)  # refuses an unwritable or foreign --out before any work
     log_file = setup_logging(out_dir, f"run-{cfg.variant}-{cfg.dataset}")
@@ -281,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if devices is not None and len(devices) > 1:
         todo = sweep.count_todo(out_dir, grid, args.seeds, fingerprint, shard=None)
         log.info("%d cells to do on %d devices (%s)", todo, len(devices), ", ".join(devices))
-        sweep.run_workers(sweep.worker_commands(argv, devices), out_dir, todo, progress=not args.no_progress)
+        sweep.run_workers(worker_commands(argv, devices), out_dir, todo, progress=not args.no_progress)
         print_summary(aggregate(out_dir, cfg, grid, args.seeds, fingerprint))
         return 0
     log_device(cfg)
@@ -312,7 +360,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from trains.evaluate_saved import evaluate_results_dir, stored_config
     from trains.model_file import config_from_dict
     from utils.matrix_report import write_matrix_report
-    from utils.results import RUNTIME_FIELDS
+    from config import RUNTIME_FIELDS
 
     results_dir = Path(args.evaluate)
     stored, _, model = stored_config(results_dir)

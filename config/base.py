@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
+from data.missing import check_missing_rate, check_protocol
 from utils.errors import ConfigError
 
 #: Modalities in the order the reference uses everywhere: (text, audio, vision).
@@ -48,7 +49,14 @@ MODEL_TITLES = {"mult": "MulT", "tfr_net": "TFR-Net", "emt-dlfr": "EMT-DLFR"}
 #: Values of ``attention_kernel`` (models/execution.py names the kernels).
 ATTENTION_KERNEL_CHOICES = ("auto", "explicit", "lean", "sdpa")
 
-#: How the optimiser steps inside a group of ``update_epochs`` mini-batches whose gradients are summed.
+#: Names the reference gives config fields that are called otherwise here; :func:`override` accepts both.
+FIELD_ALIASES = {"update_epochs": "batches_per_step"}
+
+#: Validation keys every model's objective reports besides the metrics: the mean of its loss term, and the
+#: incomplete view's task loss (trains/objective.py).
+LOSS_KEYS = ("Loss", "Loss(pred_m)")
+
+#: How the optimiser steps inside a group of ``batches_per_step`` mini-batches whose gradients are summed.
 #: "group": once, after the group's last batch (EMT-DLFR's trainer). "mmsa": after every batch, with the
 #: gradients summed since the group's start, and once more after the group's last batch (the baselines'
 #: trainers, inherited from MMSA; docs/REFERENCE.md §8).
@@ -97,8 +105,9 @@ class ExperimentConfig:
 
     # --- training loop (§6) --------------------------------------------------------------------
     batch_size: int = 32
-    #: Mini-batches whose gradients are summed per group (the reference's name).
-    update_epochs: int = 4
+    #: Mini-batches whose gradients are summed into one optimiser step (the reference's ``update_epochs``, a
+    #: name :func:`override` accepts too).
+    batches_per_step: int = 4
     #: Within a group: "group" steps once at its end, "mmsa" as the baselines' trainers (see STEP_SCHEDULES).
     step_schedule: str = "group"
     #: Off by default (reference): the trailing 1-3 batches of an epoch are never stepped ("group" schedule).
@@ -323,6 +332,11 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 def override(cfg: ExperimentConfig, updates: dict[str, Any]) -> ExperimentConfig:
     """Return ``cfg`` with ``updates`` applied; unknown keys and ill-typed values raise ConfigError."""
     hints = _type_hints(type(cfg))
+    for alias, name in FIELD_ALIASES.items():
+        if alias in updates:
+            if name in updates:
+                raise ConfigError(f"config keys '{alias}' and '{name}' name the same setting: give one")
+            updates = {name if k == alias else k: v for k, v in updates.items()}
     unknown = sorted(set(updates) - set(hints))
     if unknown:
         raise ConfigError(
@@ -354,7 +368,7 @@ def check_device_spec(spec: str) -> None:
 
 def validate(cfg: ExperimentConfig) -> None:
     """Range checks that no type annotation expresses: the shared fields here, the model's in ``check_model``."""
-    for name in ("batch_size", "update_epochs", "early_stop"):
+    for name in ("batch_size", "batches_per_step", "early_stop"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"config key '{name}' must be >= 1, got {getattr(cfg, name)}")
     if cfg.max_epochs is not None and cfg.max_epochs < 1:
@@ -364,12 +378,8 @@ def validate(cfg: ExperimentConfig) -> None:
             f"config key 'text_hidden_size' must be a positive BERT hidden size or none, got {cfg.text_hidden_size}"
         )
     for rate in cfg.sweep_rates:
-        if not 0.0 <= rate <= 1.0:
-            raise ConfigError(f"missing rate {rate} is outside [0, 1]")
-    if cfg.train_missing_protocol not in ("static", "lnln"):
-        raise ConfigError(
-            f"train_missing_protocol must be 'static' or 'lnln', got {cfg.train_missing_protocol!r}"
-        )
+        check_missing_rate(rate)
+    check_protocol(cfg.train_missing_protocol)
     check_device_spec(cfg.device)
     if cfg.amp not in (None, "bf16"):
         raise ConfigError(f"amp must be None or 'bf16', got {cfg.amp!r}")
@@ -385,6 +395,12 @@ def validate(cfg: ExperimentConfig) -> None:
         )
     if cfg.metric_set not in ("mosi", "sims"):
         raise ConfigError(f"metric_set must be 'mosi' or 'sims', got {cfg.metric_set!r}")
+    if cfg.key_eval not in LOSS_KEYS:
+        from utils.metrics import MOSI_KEYS, SIMS_KEYS  # scikit-learn: imported only when a metric is named
+
+        known = (*LOSS_KEYS, *(SIMS_KEYS if cfg.metric_set == "sims" else MOSI_KEYS))
+        if cfg.key_eval not in known:
+            raise ConfigError(f"key_eval {cfg.key_eval!r} is not a validation metric (choose from: {', '.join(known)})")
     if cfg.step_schedule not in STEP_SCHEDULES:
         raise ConfigError(f"step_schedule must be one of {', '.join(STEP_SCHEDULES)}, got {cfg.step_schedule!r}")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:

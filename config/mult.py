@@ -8,7 +8,7 @@ names in the comments where ours differ. What their trainer does with them:
 * one Adam over every parameter at ``learning_rate``, no weight decay: their config lists ``weight_decay``
   (0.001 for MOSEI and SIMS) but their trainer never passes it, so the presets hold 0.0 here;
 * BERT frozen (``use_bert_finetune=False``), its outputs read under ``no_grad``;
-* gradients summed over groups of ``update_epochs`` = 8 mini-batches, stepped after every batch and once
+* gradients summed over groups of ``batches_per_step`` = 8 mini-batches, stepped after every batch and once
   more at the end of each group (``step_schedule="mmsa"``), each element clipped to ``grad_clip`` first;
 * ReduceLROnPlateau (factor 0.1, ``plateau_patience``) on the validation loss, which they round to 4
   decimals before it selects the model; early stopping after 8 epochs without improvement;
@@ -71,7 +71,7 @@ class MultConfig(ExperimentConfig):
     # --- shared fields at MulT's values -----------------------------------------------------------
     use_finetune: bool = False
     batch_size: int = 4
-    update_epochs: int = 8
+    batches_per_step: int = 8
     step_schedule: str = "mmsa"
     grad_clip: float | None = 0.8
     plateau_patience: int | None = 20
@@ -139,7 +139,7 @@ MULT_DEMO = MultConfig(
     heads=6,
     layers=2,
     batch_size=32,
-    update_epochs=1,
+    batches_per_step=1,
     early_stop=3,
 )
 
@@ -150,7 +150,7 @@ MULT_TINY = MultConfig(
     heads=2,
     layers=1,
     batch_size=8,
-    update_epochs=1,
+    batches_per_step=1,
     early_stop=2,
 )
 

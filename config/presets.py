@@ -84,7 +84,7 @@ DEMO = dataclasses.replace(
     learning_rate_audio=3e-3,
     learning_rate_video=3e-3,
     learning_rate_other=3e-3,
-    update_epochs=1,
+    batches_per_step=1,
     early_stop=3,
     max_epochs=5,
 )
@@ -109,7 +109,7 @@ TINY = dataclasses.replace(
     video_pred_dim=4,
     post_fusion_dim=16,
     batch_size=8,
-    update_epochs=1,
+    batches_per_step=1,
     early_stop=2,
     max_epochs=3,
 )

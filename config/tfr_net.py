@@ -79,7 +79,7 @@ class TFRNetConfig(ExperimentConfig):
     # --- shared fields at TFR-Net's values ----------------------------------------------------------
     use_finetune: bool = True
     batch_size: int = 16
-    update_epochs: int = 4
+    batches_per_step: int = 4
     step_schedule: str = "mmsa"
     grad_clip: Optional[float] = 0.8
     plateau_patience: Optional[int] = 5
@@ -138,7 +138,7 @@ TFR_NET_DEMO = TFRNetConfig(
     cls_hidden_dim=32,
     use_finetune=False,
     batch_size=32,
-    update_epochs=1,
+    batches_per_step=1,
     early_stop=3,
 )
 
@@ -154,7 +154,7 @@ TFR_NET_TINY = TFRNetConfig(
     fusion_gru_layers=1,
     cls_hidden_dim=8,
     batch_size=8,
-    update_epochs=1,
+    batches_per_step=1,
     early_stop=2,
 )
 

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import os
 import zlib
@@ -33,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from config import MODALITIES
 from config.base import REFERENCE_MISSING_SEEDS
 from data.integrity import IntegrityResult, check_integrity
-from data.missing import PROTOCOLS, frame_valid_mask, keep_mask, mask_frames, mask_text_ids
+from data.missing import check_missing_rate, check_protocol, frame_valid_mask, keep_mask, mask_frames, mask_text_ids
 from data.safe_pickle import safe_load
 from data.schema import (
     ID_KEY,
@@ -67,6 +66,13 @@ def kept_key(modality: str) -> str:
 def valid_key(modality: str) -> str:
     """The batch entry holding the valid frames of ``modality`` (audio or vision)."""
     return VALID_KEY.format(modality)
+
+
+def dropped_positions(batch: dict, modality: str):
+    """(B, T) 1 where ``modality``'s position is valid but was dropped in the incomplete view (valid - kept):
+    the positions the reconstruction losses read. Text positions include [CLS] and [SEP]."""
+    valid = batch["text"][:, TEXT_MASK_ROW] if modality == "text" else batch[valid_key(modality)]
+    return valid - batch[kept_key(modality)]
 
 
 #: Largest seed numpy's RandomState accepts.
@@ -204,11 +210,7 @@ def _check_rates(missing_rates: Any) -> tuple[float, float, float]:
         raise ConfigError(
             f"missing_rates must give one rate per modality (text, audio, vision), got {missing_rates!r}"
         )
-    for modality, rate in zip(MODALITIES, rates):
-        is_number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
-        if not (is_number and math.isfinite(rate) and 0.0 <= rate <= 1.0):
-            raise ConfigError(f"missing rate of {modality} must be a number in [0, 1], got {rate!r}")
-    return tuple(float(r) for r in rates)
+    return tuple(check_missing_rate(rate, modality) for modality, rate in zip(MODALITIES, rates))
 
 
 def _check_seeds(missing_seeds: Any) -> tuple[int, int, int]:
@@ -250,8 +252,7 @@ class MMSADataset(Dataset):
     ):
         self.missing_rates = _check_rates(missing_rates)
         self.missing_seeds = _check_seeds(missing_seeds)
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"missing-mask protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        check_protocol(protocol)
         if data is None:
             if pkl_path is None:
                 raise ValueError("MMSADataset needs pkl_path or data")

@@ -27,14 +27,36 @@ Two options beyond the reference, off by default:
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any, Optional
+
 import numpy as np
 
 from data.schema import CLS_POSITION
+from utils.errors import ConfigError
 
 #: BERT's [UNK] token id; the same in the uncased English and the Chinese vocabularies (docs/REFERENCE.md §3.2).
 UNK_ID = 100
 #: Missing-mask protocols: the reference's fixed rate, or one rate per training sample (LNLN).
 PROTOCOLS = ("static", "lnln")
+
+
+def check_missing_rate(rate: Any, modality: Optional[str] = None) -> float:
+    """A missing rate as a float; a ConfigError unless it is a number in [0, 1]. The one check of a rate
+    (the config's sweep grid, run.py's rates, a dataset's rates)."""
+    where = f" of {modality}" if modality else ""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(rate):
+        raise ConfigError(f"missing rate{where} must be a number in [0, 1], got {rate!r}")
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"missing rate {rate}{where} is outside [0, 1]")
+    return float(rate)
+
+
+def check_protocol(protocol: str) -> None:
+    """A ConfigError unless ``protocol`` names a missing-mask protocol (the config and the dataset call it)."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"missing-mask protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
 
 
 def mask_rng(seed: int, epoch: int = 0) -> np.random.RandomState:

@@ -15,7 +15,7 @@ def test_presets_carry_reference_values():
     assert (mosi.d_model, mosei.d_model, sims.d_model) == (128, 128, 32)
     assert (mosi.fusion_layers, mosei.fusion_layers, sims.fusion_layers) == (3, 2, 4)
     assert (sims.loss_attra_weight, sims.loss_recon_weight) == (0.5, 0.5)
-    assert mosi.missing_seeds == (111, 1111, 11111) and mosi.early_stop == 8 and mosi.update_epochs == 4
+    assert mosi.missing_seeds == (111, 1111, 11111) and mosi.early_stop == 8 and mosi.batches_per_step == 4
     assert sims.sweep_rates == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5) and len(mosi.sweep_rates) == 11
     assert mosi.key_eval == "Loss" and mosi.max_epochs is None
 
@@ -80,3 +80,23 @@ def test_every_variant_and_fusion_has_its_own_results_folder():
         assert run.results_dir(None, cfg) == Path("results") / "mosi" / name
         assert run.results_dir("out/{dataset}/{variant}/run_once", cfg) == Path("out") / "mosi" / name / "run_once"
     assert len(set(names.values())) == len(names)
+
+
+def test_the_references_name_for_gradient_accumulation_is_accepted():
+    assert get_config("mosi", update_epochs="2").batches_per_step == 2
+    assert get_config("mosi", batches_per_step=3).batches_per_step == 3
+    with pytest.raises(ConfigError, match="'update_epochs' and 'batches_per_step' name the same setting"):
+        get_config("mosi", update_epochs=2, batches_per_step=3)
+
+
+def test_each_rule_is_checked_when_the_config_is_built():
+    with pytest.raises(ConfigError, match="missing rate 1.5 is outside"):
+        get_config("mosi", sweep_rates="0.0 1.5")
+    with pytest.raises(ConfigError, match="missing-mask protocol"):
+        get_config("mosi", train_missing_protocol="random")
+    with pytest.raises(ConfigError, match="key_eval 'Acc' is not a validation metric"):
+        get_config("mosi", key_eval="Acc")
+    assert get_config("sims", key_eval="Mult_acc_3").key_eval == "Mult_acc_3"
+    with pytest.raises(ConfigError, match="key_eval 'Mult_acc_3'"):
+        get_config("mosi", key_eval="Mult_acc_3")
+    assert get_config("mosi", "tfr_net", key_eval="Loss(pred_m)").key_eval == "Loss(pred_m)"

@@ -106,7 +106,7 @@ def test_another_model_trains_with_its_objective_in_the_same_trainer():
                 "index": torch.arange(6 * i, 6 * i + 6), "id": [f"clip$_${j}" for j in range(6 * i, 6 * i + 6)]}
                for i in range(4)]
     torch.manual_seed(0)
-    cfg = dataclasses.replace(tiny_config(), update_epochs=1, learning_rate_other=0.05)
+    cfg = dataclasses.replace(tiny_config(), batches_per_step=1, learning_rate_other=0.05)
     trainer = Trainer(cfg, Affine(), objective=SquaredError(), progress=False)
     before = trainer.evaluate(batches)
     for epoch in range(5):

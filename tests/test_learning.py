@@ -13,7 +13,7 @@ EPOCHS = 30
 
 def test_short_run_fits_the_training_labels(tiny_root):
     # one step per batch and higher learning rates, so that 30 tiny epochs are enough to fit 32 clips
-    cfg = get_config("tiny", update_epochs=1, learning_rate_other=3e-3, learning_rate_audio=3e-3,
+    cfg = get_config("tiny", batches_per_step=1, learning_rate_other=3e-3, learning_rate_audio=3e-3,
                      learning_rate_video=3e-3, learning_rate_bert=1e-3)
     path = tiny_root / cfg.data_file
     datasets = build_datasets(cfg, load_mmsa(path, label_range=cfg.label_range), path, (0.0, 0.0, 0.0))

@@ -60,7 +60,7 @@ def test_config_values_are_the_authors(dataset):
         assert getattr(cfg, ours) == ref[theirs], ours
     # listed in their config, never passed to their Adam: the preset runs what their trainer runs
     assert cfg.weight_decay == 0.0
-    assert (cfg.early_stop, cfg.use_finetune, cfg.attn_mask, cfg.update_epochs) == tuple(AUTHORS_COMMON.values())
+    assert (cfg.early_stop, cfg.use_finetune, cfg.attn_mask, cfg.batches_per_step) == tuple(AUTHORS_COMMON.values())
     assert cfg.step_schedule == "mmsa" and cfg.eval_loss_decimals == 4 and cfg.key_eval == "Loss"
     assert not cfg.position_embedding
     assert cfg.data_file == get_config(dataset).data_file and cfg.bert == get_config(dataset).bert

@@ -113,9 +113,9 @@ def test_other_config_into_same_out_is_refused(reference_sweep, tiny_root):
 
 
 def test_gpu_worker_plan():
-    assert sweep.parse_devices("0,2") == ["cuda:0", "cuda:2"]
+    assert run.parse_devices("0,2") == ["cuda:0", "cuda:2"]
     argv = ["--dataset", "mosi", "--gpus", "0,2", "--sweep", "--device=cpu"]
-    workers = sweep.worker_commands(argv, ["cuda:0", "cuda:2"], environ={"PATH": "/bin"})
+    workers = run.worker_commands(argv, ["cuda:0", "cuda:2"], environ={"PATH": "/bin"})
     assert len(workers) == 2
     for k, worker in enumerate(workers):
         cmd = worker.command
@@ -131,15 +131,15 @@ def test_gpu_worker_plan():
 
 
 def test_workers_pack_on_one_gpu_and_follow_the_parents_visible_gpus():
-    packed = sweep.worker_commands(["--sweep"], sweep.parse_devices("0,0,0,0"), environ={})
+    packed = run.worker_commands(["--sweep"], run.parse_devices("0,0,0,0"), environ={})
     assert [w.env["CUDA_VISIBLE_DEVICES"] for w in packed] == ["0"] * 4
     assert [w.command[w.command.index("--shard") + 1] for w in packed] == ["0/4", "1/4", "2/4", "3/4"]
     # indices count within the parent's CUDA_VISIBLE_DEVICES, as torch's cuda:N would
-    mapped = sweep.worker_commands(["--sweep"], ["cuda:1", "cuda:0"], environ={"CUDA_VISIBLE_DEVICES": "4,6"})
+    mapped = run.worker_commands(["--sweep"], ["cuda:1", "cuda:0"], environ={"CUDA_VISIBLE_DEVICES": "4,6"})
     assert [w.env["CUDA_VISIBLE_DEVICES"] for w in mapped] == ["6", "4"]
     with pytest.raises(ConfigError, match="only 2 GPU"):
-        sweep.worker_commands(["--sweep"], ["cuda:2"], environ={"CUDA_VISIBLE_DEVICES": "4,6"})
-    cpu = sweep.worker_commands(["--sweep"], ["cpu", "cpu"], environ={"CUDA_VISIBLE_DEVICES": "1"})
+        run.worker_commands(["--sweep"], ["cuda:2"], environ={"CUDA_VISIBLE_DEVICES": "4,6"})
+    cpu = run.worker_commands(["--sweep"], ["cpu", "cpu"], environ={"CUDA_VISIBLE_DEVICES": "1"})
     assert all(w.env == {"CUDA_VISIBLE_DEVICES": "1"} and w.command[w.command.index("--device") + 1] == "cpu" for w in cpu)
 
 

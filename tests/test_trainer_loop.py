@@ -122,17 +122,17 @@ def count_steps(monkeypatch, num_batches, **kw):
 
 
 def test_accumulation_steps_once_per_group_and_drops_trailing_batches(monkeypatch):
-    steps, zeros, _ = count_steps(monkeypatch, 10, update_epochs=4)
+    steps, zeros, _ = count_steps(monkeypatch, 10, batches_per_step=4)
     assert steps == 2 and zeros == 3  # batches 0-3, 4-7 stepped; 8-9 accumulated but never stepped
 
 
 def test_step_trailing_batches_option(monkeypatch):
-    steps, _, _ = count_steps(monkeypatch, 10, update_epochs=4, step_trailing_batches=True)
+    steps, _, _ = count_steps(monkeypatch, 10, batches_per_step=4, step_trailing_batches=True)
     assert steps == 3
 
 
 def test_gradients_are_summed_not_averaged(monkeypatch):
-    _, _, grad = count_steps(monkeypatch, 3, update_epochs=4)
+    _, _, grad = count_steps(monkeypatch, 3, batches_per_step=4)
     # d/dw sum(w*1 + b) over a batch of 2 is 2 per batch; 3 batches accumulated without division
     assert grad.item() == pytest.approx(6.0)
 
@@ -148,15 +148,15 @@ def test_non_finite_loss_stops_with_epoch_batch_and_term(monkeypatch):
 
 def test_mmsa_schedule_steps_every_batch_and_twice_at_a_group_end(monkeypatch):
     # the baselines' trainers: zero at a group's start, step after every batch, once more after its last
-    steps, zeros, _ = count_steps(monkeypatch, 10, update_epochs=4, step_schedule="mmsa")
+    steps, zeros, _ = count_steps(monkeypatch, 10, batches_per_step=4, step_schedule="mmsa")
     assert steps == 10 + 2 and zeros == 3
 
 
 def test_gradient_clipping_clips_each_element_in_place(monkeypatch):
     # each backward adds 2 to the summed gradient, which is clipped to [-0.5, 0.5] in place every time
-    _, _, grad = count_steps(monkeypatch, 3, update_epochs=4, grad_clip=0.5)
+    _, _, grad = count_steps(monkeypatch, 3, batches_per_step=4, grad_clip=0.5)
     assert grad.item() == pytest.approx(0.5)
-    _, _, unclipped = count_steps(monkeypatch, 3, update_epochs=4)
+    _, _, unclipped = count_steps(monkeypatch, 3, batches_per_step=4)
     assert unclipped.item() == pytest.approx(6.0)
 
 
@@ -188,7 +188,7 @@ def test_one_read_from_the_device_per_training_batch(monkeypatch):
         original = getattr(torch.Tensor, method)
         monkeypatch.setattr(torch.Tensor, method,
                             lambda self, *a, _name=method, _f=original, **k: reads.append(_name) or _f(self, *a, **k))
-    steps, _, _ = count_steps(monkeypatch, 5, update_epochs=1)
+    steps, _, _ = count_steps(monkeypatch, 5, batches_per_step=1)
     per_epoch = ["cpu", "numpy"] * 2  # predictions and labels, once, for the epoch's metrics
     assert steps == 5 and sorted(r for r in reads if r != "tolist") == sorted(per_epoch)
     assert reads.count("tolist") == 5

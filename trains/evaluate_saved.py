@@ -20,16 +20,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from config import DEFAULT_MODEL, ExperimentConfig
+from config import DEFAULT_MODEL, RUNTIME_FIELDS, ExperimentConfig, config_diff
 from data.load_data import MMSADataset, build_loaders
 from models.execution import ExecutionPolicy
 from trains.model_file import SavedModel, check_data_fits, load_model_file
 from trains.predictions import write_csv
-from trains.sweep import predictions_dir
 from trains.trainer import evaluate_loader
 from utils.errors import CheckpointError, ConfigError
 from utils.io import atomic_write_json
-from utils.results import RUNTIME_FIELDS, seed_stats, rate_tag
+from utils.results import predictions_dir, rate_tag, seed_stats
 from utils.seed import setup_seed
 
 log = logging.getLogger(__name__)
@@ -66,9 +65,7 @@ def load_checked(path: Path, fingerprint: str, runtime: dict, results_dir: Path)
         raise CheckpointError(f"model file {path} holds a {saved.cfg.MODEL} model, but {results_dir} is {model}'s")
     if saved.fingerprint != fingerprint:
         stored, _, _ = stored_config(results_dir)
-        current = saved.cfg.to_dict()
-        diff = sorted(k for k in stored if k not in RUNTIME_FIELDS
-                      and json.dumps(stored[k], default=str) != json.dumps(current.get(k), default=str))
+        diff = config_diff(stored, saved.cfg.to_dict())
         raise CheckpointError(f"model file {path} was trained with another config than {results_dir} "
                               f"(differs in: {', '.join(diff) or 'unknown'})")
     return saved

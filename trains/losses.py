@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from config import MODALITIES, Config
-from data.load_data import kept_key, valid_key
-from data.schema import FIRST_WORD_POSITION, TEXT_MASK_ROW
+from data.load_data import dropped_positions
+from data.schema import FIRST_WORD_POSITION
 from models.outputs import ATTRACTION_TARGETS, EMTDLFROutput
 from trains.objective import TASK_INCOMPLETE, TOTAL, Objective
 
@@ -63,14 +63,12 @@ def reconstruction_targets(
     out: EMTDLFROutput, batch: dict
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(prediction, target, dropped positions) per modality, as the reference builds them."""
-    words_valid = batch["text"][:, TEXT_MASK_ROW, FIRST_WORD_POSITION:]  # (B, L-1)
-    words_kept = batch[kept_key("text")][:, FIRST_WORD_POSITION:]  # (B, L-1)
-    targets = {"text": (out.reconstruction["text"], out.text_target, words_valid - words_kept)}
+    words_dropped = dropped_positions(batch, "text")[:, FIRST_WORD_POSITION:]  # (B, L-1)
+    targets = {"text": (out.reconstruction["text"], out.text_target, words_dropped)}
     for modality in MODALITIES[1:]:
         pred = out.reconstruction[modality]  # (B, T', d): the batch's longest clip
         frames = pred.shape[1]
-        dropped = (batch[valid_key(modality)] - batch[kept_key(modality)])[:, :frames]
-        targets[modality] = (pred, batch[modality][:, :frames], dropped)
+        targets[modality] = (pred, batch[modality][:, :frames], dropped_positions(batch, modality)[:, :frames])
     return targets
 
 

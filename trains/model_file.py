@@ -12,7 +12,7 @@ everything needed to rebuild the network without the training data or the BERT f
 * ``train_rates``, ``seed`` and the recorded ``test`` metrics of its cell;
 * ``state_dict``: the weights (the best validation epoch's).
 
-Run-time settings (device, ``fast_path``, workers: ``utils.results.RUNTIME_FIELDS``) are not taken from the
+Run-time settings (device, ``fast_path``, workers: ``config.RUNTIME_FIELDS``) are not taken from the
 file but from the caller, so a model trained on a GPU runs on a CPU.
 """
 
@@ -26,11 +26,11 @@ from typing import Optional
 import torch
 from transformers import BertConfig, BertModel
 
-from config import MODEL_PRESETS, ExperimentConfig, override
+from config import MODEL_PRESETS, RUNTIME_FIELDS, ExperimentConfig, override
 from trains.registry import model_spec
 from utils.errors import CheckpointError, ConfigError, DataError, UserError
 from utils.io import atomic_torch_save
-from utils.results import RUNTIME_FIELDS, config_fingerprint
+from utils.results import config_fingerprint
 
 FORMAT = "emt-dlfr-model/1"
 

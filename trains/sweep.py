@@ -4,16 +4,16 @@ Every (rates, seed) cell is a unit of work whose record is written atomically wh
 (:mod:`utils.results`). Running the same sweep again skips the finished cells and redoes only the
 unfinished ones; an interrupted cell restarts (or, with per-epoch checkpoints, resumes) from its own
 work directory. The aggregate files are rebuilt from the cell records after every cell, so they are
-always consistent with what has finished.
+always consistent with what has finished. This module only schedules the cells (in this process, or in one
+worker process per device): the results folder's layout is :mod:`utils.results`'s, and the command line
+(shards, devices, the workers' command lines) is run.py's.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from config import ExperimentConfig
 from utils.errors import ConfigError, UserError
-from utils.io import atomic_write_text
-from utils.results import aggregate, prepare_out_dir, rate_tag, read_cell, write_cell
+from utils.results import (aggregate, finished_cell_files, model_file, predictions_dir, prepare_out_dir, read_cell,
+                           work_dir, write_cell)
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,6 @@ def count_todo(out_dir: Path, grid: list[Rates], seeds: list[int], fingerprint: 
     return sum(read_cell(out_dir, rates, seed, fingerprint) is None for rates, seed in cells)
 
 
-def model_file(out_dir: Path, cfg: ExperimentConfig, rates: Rates, seed: int) -> Path:
-    return Path(out_dir) / "models" / f"{cfg.variant}-{cfg.dataset}-regression-mr{rate_tag(rates)}-{seed}.pth"
-
-
-def predictions_dir(out_dir: Path, rates: Rates, seed: int) -> Path:
-    """Where ``--save-predictions`` puts a training cell's per-split CSVs (and ``--evaluate``'s, per test rate)."""
-    return Path(out_dir) / "predictions" / f"mr{rate_tag(rates)}" / f"seed{seed}"
-
-
 def run_sweep(
     cfg: ExperimentConfig,
     data,
@@ -88,10 +79,9 @@ def run_sweep(
     log.info("%s on %s: %d cells, %d done, %d to do -> %s", cfg.variant, cfg.dataset, len(cells),
              len(cells) - len(todo), len(todo), out_dir)
     for rates, seed in tqdm(todo, desc="cells", disable=not progress):
-        work_dir = out_dir / "work" / f"mr{rate_tag(rates)}" / f"seed{seed}"
         record = run_cell(
             cfg, data, data_path, rates, seed,
-            work_dir=work_dir,
+            work_dir=work_dir(out_dir, rates, seed),
             save_model_path=model_file(out_dir, cfg, rates, seed) if save_model else None,
             progress=progress,
             predictions_dir=predictions_dir(out_dir, rates, seed) if save_predictions else None,
@@ -101,32 +91,6 @@ def run_sweep(
         if write_aggregate:
             aggregate(out_dir, cfg, grid, seeds, fingerprint)
     return aggregate(out_dir, cfg, grid, seeds, fingerprint) if write_aggregate else {}
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> (I, N) with 0 <= I < N."""
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard expects I/N with integers (e.g. 0/4), got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise ConfigError(f"--shard {text}: need 0 <= I < N")
-    return index, count
-
-
-def parse_devices(text: str) -> list[str]:
-    """``"0,1,3"`` -> ["cuda:0", "cuda:1", "cuda:3"]; ``cpu`` entries stay ``cpu`` (tests, CPU clusters)."""
-    devices = []
-    for item in (part.strip() for part in text.split(",")):
-        if item.isdigit():
-            devices.append(f"cuda:{item}")
-        elif item == "cpu" or item.startswith("cuda"):
-            devices.append(item)
-        else:
-            raise ConfigError(f"--gpus expects GPU indices such as 0,1,2 (or cpu), got {item!r}")
-    if not devices:
-        raise ConfigError("--gpus is empty")
-    return devices
 
 
 @dataclass(frozen=True)
@@ -156,45 +120,17 @@ def worker_env(device: str, environ: Optional[dict[str, str]] = None) -> tuple[d
     return env, "cuda"
 
 
-def worker_commands(argv: list[str], devices: list[str], environ: Optional[dict[str, str]] = None) -> list[Worker]:
-    """One ``run.py`` worker per device, each running every N-th cell of the sweep on its device."""
-    base = _strip_options(argv, {"--gpus": 1, "--device": 1, "--shard": 1})
-    run_py = str(Path(__file__).resolve().parent.parent / "run.py")
-    workers = []
-    for k, device in enumerate(devices):
-        env, device_arg = worker_env(device, environ)
-        command = [sys.executable, run_py, *base, "--device", device_arg, "--shard", f"{k}/{len(devices)}",
-                   "--no-progress", "--no-aggregate"]
-        workers.append(Worker(command, env, device))
-    return workers
-
-
-def _strip_options(argv: list[str], options: dict[str, int]) -> list[str]:
-    out, skip = [], 0
-    for item in argv:
-        if skip:
-            skip -= 1
-            continue
-        name = item.split("=", 1)[0]
-        if name in options:
-            skip = 0 if "=" in item else options[name]
-            continue
-        out.append(item)
-    return out
-
-
 def run_workers(workers: list[Worker], out_dir: Path, total_todo: int, progress: bool = True,
                 poll_seconds: float = 2.0) -> None:
     """Start the worker processes, show one progress bar over the cells they finish, wait for all."""
-    out_dir = Path(out_dir)
-    before = set(out_dir.glob("cells/*/*.json"))
+    before = finished_cell_files(out_dir)
     procs = [subprocess.Popen(worker.command, env=worker.env) for worker in workers]
     with tqdm(total=total_todo, desc="cells", disable=not progress) as bar:
         while any(p.poll() is None for p in procs):
             time.sleep(poll_seconds)
-            bar.n = min(total_todo, len(set(out_dir.glob("cells/*/*.json")) - before))
+            bar.n = min(total_todo, len(finished_cell_files(out_dir) - before))
             bar.refresh()
-        bar.n = min(total_todo, len(set(out_dir.glob("cells/*/*.json")) - before))
+        bar.n = min(total_todo, len(finished_cell_files(out_dir) - before))
         bar.refresh()
     failed = [(worker.device, p.returncode) for worker, p in zip(workers, procs) if p.returncode != 0]
     if failed:
@@ -202,27 +138,3 @@ def run_workers(workers: list[Worker], out_dir: Path, total_todo: int, progress:
             "; ".join(f"worker on {device} exited with status {code}" for device, code in failed)
             + " (finished cells are saved: rerun the same command to redo the rest)"
         )
-
-
-def merge_cells(dest: Path, sources: list[Path]) -> int:
-    """Copy the finished cells of shard directories ``sources`` into ``dest`` (same config required)."""
-    dest = Path(dest)
-    dest_cfg = json.loads((dest / "config.json").read_text())["fingerprint"] if (dest / "config.json").exists() else None
-    copied = 0
-    for source in map(Path, sources):
-        config_file = source / "config.json"
-        if not config_file.exists():
-            raise ConfigError(f"{source} is not a results directory (no config.json)")
-        fingerprint = json.loads(config_file.read_text())["fingerprint"]
-        if dest_cfg is None:
-            dest.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(dest / "config.json", config_file.read_text())
-            dest_cfg = fingerprint
-        if fingerprint != dest_cfg:
-            raise ConfigError(f"{source} was made with another config than {dest}; they cannot be merged")
-        for cell in source.glob("cells/*/*.json"):
-            target = dest / cell.relative_to(source)
-            if not target.exists():
-                atomic_write_text(target, cell.read_text())
-                copied += 1
-    return copied

@@ -7,7 +7,7 @@ trainers for theirs): the model's objective, optimiser and inputs come from its 
   into loss terms and gives the predictions the metrics read. How the model computes (device, autocast,
   the Adam kernel, ...) is the :class:`~models.execution.ExecutionPolicy` decided once from the config.
 
-* One epoch: ``model.train()``; gradients are zeroed at the start of every group of ``update_epochs``
+* One epoch: ``model.train()``; gradients are zeroed at the start of every group of ``batches_per_step``
   mini-batches and, with ``step_schedule="group"`` (EMT-DLFR), the optimiser steps after the group's last
   batch. The loss is not divided, so gradients are summed. The trailing batches of an epoch that do not
   fill a group are never stepped (the reference's behaviour); ``step_trailing_batches=True`` steps them.
@@ -48,7 +48,7 @@ from models.execution import ExecutionPolicy
 from trains.objective import TOTAL, Objective
 from trains.predictions import SplitPredictions
 from trains.registry import model_spec
-from utils.errors import CheckpointError, ConfigError, TrainingDivergedError
+from utils.errors import CheckpointError, TrainingDivergedError
 from utils.io import atomic_torch_save
 from utils.metrics import eval_regression
 from utils.device import use_device
@@ -231,7 +231,7 @@ class Trainer:
         num_batches = len(loader)
         bar = progress_bar(loader, f"epoch {epoch}", self.progress)
         for index, batch in enumerate(loader):
-            if index % cfg.update_epochs == 0:
+            if index % cfg.batches_per_step == 0:
                 optimizer.zero_grad(set_to_none=True)
             batch = to_device(batch, self.device)
             out, terms = self._losses(batch, objective)
@@ -246,7 +246,7 @@ class Trainer:
             terms[TOTAL].backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_value_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-            group_done = (index + 1) % cfg.update_epochs == 0
+            group_done = (index + 1) % cfg.batches_per_step == 0
             if cfg.step_schedule == "mmsa":
                 optimizer.step()
                 if group_done:
@@ -323,10 +323,7 @@ class Trainer:
             valid_res = self.evaluate(loaders["valid"], desc="valid")
             if self.scheduler is not None:
                 self.scheduler.step(valid_res["Loss"])
-            value = valid_res[cfg.key_eval] if cfg.key_eval in valid_res else None
-            if value is None:
-                raise ConfigError(f"key_eval {cfg.key_eval!r} is not a validation metric "
-                                  f"(choose from: {', '.join(valid_res)})")
+            value = valid_res[cfg.key_eval]  # the config checked that validation reports it
             improved = is_better(cfg.key_eval, value, best["value"])
             if improved:
                 best = {

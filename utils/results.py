@@ -8,6 +8,10 @@ A sweep directory holds:
   before training) is taken over by the new config.
 * ``cells/mr<rates>/seed<seed>.json``: one (missing rate, seed) cell, written atomically when the cell
   finishes (its test metrics, best epoch, config fingerprint). A cell file exists only when complete.
+* ``work/mr<rates>/seed<seed>/``: an unfinished cell's training state (resumable), removed when it is done.
+* ``models/<variant>-<dataset>-regression-mr<rates>-<seed>.pth``: a cell's best weights (``--save-model``).
+* ``predictions/mr<rates>/seed<seed>/``: a cell's per-split predictions CSVs (``--save-predictions``), and
+  ``--evaluate``'s per test rate.
 * ``normals/<dataset>-regression-<r>.csv``: per rate, the mean and population std over seeds (x100)
   as ``(mean, std)`` tuples, one column per metric, as the reference writes them.
 * ``normals/<dataset>-regression-<r>-detail.csv``: per-seed rows (x100) plus mean/std, max and min rows.
@@ -38,6 +42,11 @@ from utils.metrics import MEAN_DECIMALS, auilc_row, trapezoid_areas
 
 #: Decimals of the x100 means in the CSVs (the reference rounds to 2).
 CSV_DECIMALS = MEAN_DECIMALS
+#: The results folder's config file, and its finished cells' records.
+CONFIG_FILE = "config.json"
+CELL_GLOB = "cells/*/*.json"
+
+Rates = tuple[float, float, float]
 
 
 def config_fingerprint(cfg: ExperimentConfig) -> str:
@@ -54,14 +63,34 @@ def rate_tag(rates: tuple[float, float, float]) -> str:
     return "-".join(f"{x:g}" for x in rates)
 
 
-def cell_path(out_dir: Path, rates: tuple[float, float, float], seed: int) -> Path:
+def cell_path(out_dir: Path, rates: Rates, seed: int) -> Path:
     return Path(out_dir) / "cells" / f"mr{rate_tag(rates)}" / f"seed{seed}.json"
+
+
+def finished_cell_files(out_dir: Path) -> set[Path]:
+    """The records of the finished cells in ``out_dir``."""
+    return set(Path(out_dir).glob(CELL_GLOB))
+
+
+def work_dir(out_dir: Path, rates: Rates, seed: int) -> Path:
+    """The folder of an unfinished cell's training state."""
+    return Path(out_dir) / "work" / f"mr{rate_tag(rates)}" / f"seed{seed}"
+
+
+def model_file(out_dir: Path, cfg: ExperimentConfig, rates: Rates, seed: int) -> Path:
+    """Where ``--save-model`` keeps a cell's best weights."""
+    return Path(out_dir) / "models" / f"{cfg.variant}-{cfg.dataset}-regression-mr{rate_tag(rates)}-{seed}.pth"
+
+
+def predictions_dir(out_dir: Path, rates: Rates, seed: int) -> Path:
+    """Where ``--save-predictions`` puts a training cell's per-split CSVs (and ``--evaluate``'s, per test rate)."""
+    return Path(out_dir) / "predictions" / f"mr{rate_tag(rates)}" / f"seed{seed}"
 
 
 def holds_results(out_dir: Path) -> bool:
     """Whether ``out_dir`` holds work of its config: a finished cell or a training checkpoint."""
     out_dir = Path(out_dir)
-    return any(out_dir.glob("cells/*/*.json")) or any(out_dir.glob("work/**/*.pt"))
+    return bool(finished_cell_files(out_dir)) or any(out_dir.glob("work/**/*.pt"))
 
 
 def prepare_out_dir(out_dir: Path, cfg: ExperimentConfig) -> str:
@@ -75,7 +104,7 @@ def prepare_out_dir(out_dir: Path, cfg: ExperimentConfig) -> str:
     except OSError as exc:
         raise ConfigError(f"output directory {out_dir} cannot be written ({exc.strerror or exc}); choose another --out") from None
     fingerprint = config_fingerprint(cfg)
-    config_file = out_dir / "config.json"
+    config_file = out_dir / CONFIG_FILE
     if config_file.exists():
         try:
             old = json.loads(config_file.read_text())
@@ -188,3 +217,28 @@ def equal_rate_curve(summary: dict) -> Optional[tuple[list[float], dict[str, lis
         return None
     rates = [r for r, _ in entries]
     return rates, {k: [m[k] for _, m in entries] for k in entries[0][1]}
+
+
+def merge_cells(dest: Path, sources: list[Path]) -> int:
+    """Copy the finished cells of shard folders ``sources`` into ``dest`` (same config required)."""
+    dest = Path(dest)
+    dest_config = dest / CONFIG_FILE
+    dest_fingerprint = json.loads(dest_config.read_text())["fingerprint"] if dest_config.exists() else None
+    copied = 0
+    for source in map(Path, sources):
+        config_file = source / CONFIG_FILE
+        if not config_file.exists():
+            raise ConfigError(f"{source} is not a results directory (no {CONFIG_FILE})")
+        fingerprint = json.loads(config_file.read_text())["fingerprint"]
+        if dest_fingerprint is None:
+            dest.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(dest_config, config_file.read_text())
+            dest_fingerprint = fingerprint
+        if fingerprint != dest_fingerprint:
+            raise ConfigError(f"{source} was made with another config than {dest}; they cannot be merged")
+        for cell in finished_cell_files(source):
+            target = dest / cell.relative_to(source)
+            if not target.exists():
+                atomic_write_text(target, cell.read_text())
+                copied += 1
+    return copied

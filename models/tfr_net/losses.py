@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from data.load_data import dropped_positions
+
 #: Added to the element count of the reconstruction mask (the reference's eps).
 REC_EPS = 1e-4
 
@@ -30,9 +32,9 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
 def reconstruction_terms(out: dict, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(prediction, target, mask) per modality, masks = valid - kept: 1 where a valid position was dropped."""
     return {
-        "text": (out["gen_text"], out["target_text"], batch["text"][:, 1] - batch["text_missing_mask"]),
-        "audio": (out["gen_audio"], batch["audio"], batch["audio_mask"] - batch["audio_missing_mask"]),
-        "vision": (out["gen_vision"], batch["vision"], batch["vision_mask"] - batch["vision_missing_mask"]),
+        "text": (out["gen_text"], out["target_text"], dropped_positions(batch, "text")),
+        "audio": (out["gen_audio"], batch["audio"], dropped_positions(batch, "audio")),
+        "vision": (out["gen_vision"], batch["vision"], dropped_positions(batch, "vision")),
     }
 
 
