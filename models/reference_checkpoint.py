@@ -51,6 +51,11 @@ BERT_BUFFER_KEYS = [
     r"^Model\.text_model\.model\.embeddings\.token_type_ids$",
 ]
 
+#: Every reference model keeps its ``BertTextEncoder``'s HF model as ``.model`` under ``Model.text_model``.
+BERT_RULE = ("text_model.{rest}", "Model.text_model.model.{rest}")
+#: A module named as this project names it, below the reference's ``Model.`` prefix.
+SAME_NAME_RULE = ("{rest}", "Model.{rest}")
+
 #: Our name of the fixed positional table, a buffer kept out of our state_dict but saved by the reference.
 POSITION_TABLE = "pos_emb.pe"
 
@@ -98,41 +103,47 @@ class KeyTable:
         return rules, [re.compile(p) for p in self.ignored]
 
 
+def renamed_modules(names: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Rules for whole modules the reference names otherwise: our module name -> its name below ``Model.``."""
+    return tuple((f"{ours}.{{{REST}}}", f"Model.{ref}.{{{REST}}}") for ours, ref in names.items())
+
+
+#: EMT-DLFR's modules that the reference names otherwise (the vision modality is its ``video``).
+EMT_DLFR_RENAMED = {
+    "fusion.pools": "fusion.attn_pools",
+    "vision_model": "video_model",
+    "proj_vision": "proj_video",
+    "gmc_projector": "gmc_tokens_projector",
+    "gmc_predictor": "gmc_tokens_predictor",
+    "vision_projector": "video_projector",
+    "vision_predictor": "video_predictor",
+    "recon_vision": "recon_video",
+}
+
 KEY_TABLES: dict[str, KeyTable] = {
     "emt-dlfr": KeyTable(
         model="emt-dlfr",
         rules=(
-            ("text_model.{rest}", "Model.text_model.model.{rest}"),
+            BERT_RULE,
             ("fusion.layers.{layer}.local.{modality}.{rest}", "Model.fusion.mpus.{layer}.{modality}.0.{rest}"),
             ("fusion.layers.{layer}.global.{modality}.{rest}", "Model.fusion.mpus.{layer}.{modality}.1.{rest}"),
-            ("fusion.pools.{rest}", "Model.fusion.attn_pools.{rest}"),
             ("fusion.pos_emb.pe", "Model.fusion.pos_embed.pe"),
-            ("vision_model.{rest}", "Model.video_model.{rest}"),
-            ("proj_vision.{rest}", "Model.proj_video.{rest}"),
-            ("gmc_projector.{rest}", "Model.gmc_tokens_projector.{rest}"),
-            ("gmc_predictor.{rest}", "Model.gmc_tokens_predictor.{rest}"),
-            ("vision_projector.{rest}", "Model.video_projector.{rest}"),
-            ("vision_predictor.{rest}", "Model.video_predictor.{rest}"),
-            ("recon_vision.{rest}", "Model.recon_video.{rest}"),
-            ("{rest}", "Model.{rest}"),
+            *renamed_modules(EMT_DLFR_RENAMED),
+            SAME_NAME_RULE,
         ),
         ignored=tuple(BERT_BUFFER_KEYS),
     ),
     "mult": KeyTable(
         model="mult",
-        rules=(
-            ("text_model.{rest}", "Model.text_model.model.{rest}"),
-            ("{rest}", "Model.{rest}"),
-        ),
+        rules=(BERT_RULE, SAME_NAME_RULE),
         ignored=(*BERT_BUFFER_KEYS, r"^Model\.trans_\w+\.version$"),
     ),
     "tfr_net": KeyTable(
         model="tfr_net",
         rules=(
-            ("text_model.{rest}", "Model.text_model.model.{rest}"),
+            BERT_RULE,
             ("generator_{modality}.{rest}", "Model.generator_{modality}.Model.linear.{rest}"),
-            ("align_subnet.{rest}", "Model.align_subnet.Model.{rest}"),
-            ("fusion_subnet.{rest}", "Model.fusion_subnet.Model.{rest}"),
+            *renamed_modules({"align_subnet": "align_subnet.Model", "fusion_subnet": "fusion_subnet.Model"}),
         ),
         ignored=(
             *BERT_BUFFER_KEYS,
