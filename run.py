@@ -279,7 +279,8 @@ def log_device(cfg) -> None:
     log.info("device: %s (%s)%s", describe_device(device), how, ", bf16 autocast" if cfg.amp else "")
 
 
-def load_data(cfg, args):
+def read_data(cfg, args):
+    """The data file the config and the flags name, checked and loaded, and its path."""
     from data.load_data import MMSADataset, find_empty_modalities, load_mmsa
     from data.paths import is_official_layout, resolve_data_path
 
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print_summary(aggregate(out_dir, cfg, grid, args.seeds, fingerprint))
         return 0
     log_device(cfg)
-    data, data_path = load_data(cfg, args)
+    data, data_path = read_data(cfg, args)
     if args.load_reference_checkpoint:
         from trains.experiment import evaluate_reference_checkpoint
         from utils.io import atomic_write_json
@@ -378,7 +379,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     cfg = override(config_from_dict(model, stored), updates)
     grid = rate_grid(args, cfg)
     log_file = setup_logging(results_dir, f"evaluate-{cfg.variant}-{cfg.dataset}")
-    data, data_path = load_data(cfg, args)
+    data, data_path = read_data(cfg, args)
     evaluate_results_dir(results_dir, cfg, data, data_path, grid, save_predictions=args.save_predictions,
                          progress=not args.no_progress)
     report = write_matrix_report(results_dir)

@@ -41,7 +41,7 @@ def test_other_feature_sets_train_with_data_path(tiny_root, tmp_path, caplog):
     path = tiny_root / "TINY" / "Processed" / "unaligned_12.pkl"
     cfg = run.get_config("mosi")
     args = argparse.Namespace(data_root=None, data_path=str(path), fix_nonfinite=False, strict_data=False)
-    data, _ = run.load_data(cfg, args)
+    data, _ = run.read_data(cfg, args)
     assert data.feature_dims[1:] == (5, 6)
     assert "training with the mosi hyperparameters" in caplog.text
 
@@ -72,7 +72,7 @@ def test_all_zero_modality_warns(tiny_root, tmp_path, caplog):
     path.write_bytes(pickle.dumps(data))
     args = argparse.Namespace(data_root=None, data_path=str(path), fix_nonfinite=False, strict_data=False)
     with caplog.at_level(logging.WARNING):
-        run.load_data(run.get_config("tiny"), args)
+        run.read_data(run.get_config("tiny"), args)
     assert "split 'valid': the vision features are all zeros" in caplog.text
     assert "split 'train'" not in caplog.text
 
@@ -122,7 +122,7 @@ def test_pinned_text_hidden_size_matching_the_encoder_is_accepted(tiny_root, tin
     path = tiny_root / "TINY" / "Processed" / "unaligned_12.pkl"
     args = argparse.Namespace(data_root=None, data_path=str(path), fix_nonfinite=False, strict_data=False)
     cfg = get_config("tiny", bert=str(tiny_bert), text_hidden_size="32")
-    data, data_path = run.load_data(cfg, args)
+    data, data_path = run.read_data(cfg, args)
     model = model_for(cfg, build_datasets(cfg, data, data_path, (0.0, 0.0, 0.0)))
     assert model.text_model.config.hidden_size == 32
 
