@@ -149,3 +149,22 @@ def test_tfr_net_optimizer_without_finetuning_freezes_bert_and_trains_the_rest_i
     assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters()} - bert_ids
     assert not any(p.requires_grad for p in model.text_model.parameters())
     assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("text_model."))
+
+
+# --------------------------------------------------------------------------------------------- EMT-DLFR's optimiser
+@pytest.mark.parametrize("use_finetune", [True, False])
+def test_emt_dlfr_optimizer_groups_in_the_references_order(use_finetune):
+    from models import build_model
+    from trains.optim import build_optimizer
+
+    cfg = dataclasses.replace(get_config("tiny"), use_finetune=use_finetune, learning_rate_other=4e-2,
+                              weight_decay_other=0.4)
+    model = build_model(cfg, 5, 6)
+    optimizer = build_optimizer(cfg, model, ExecutionPolicy.from_config(cfg))
+    bert = ["bert_decay", "bert_no_decay"] if use_finetune else []
+    assert [g["name"] for g in optimizer.param_groups] == bert + ["audio", "vision", "other"]
+    assert (optimizer.param_groups[-1]["lr"], optimizer.param_groups[-1]["weight_decay"]) == (4e-2, 0.4)
+    bert_ids = {id(p) for p in model.text_model.parameters()}
+    in_groups = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert in_groups == ({id(p) for p in model.parameters()} - (set() if use_finetune else bert_ids))
+    assert all(p.requires_grad is use_finetune for p in model.text_model.parameters())
