@@ -86,6 +86,13 @@ def test_recon_loss_is_zero_when_nothing_dropped():
     assert masked_recon_loss(pred, torch.randn(2, 3, 4), torch.zeros(2, 3)).item() == 0.0
 
 
+def test_recon_loss_divides_by_the_dropped_element_count_plus_1e6():
+    """One dropped position of two features off by 0.5 and 3.0: SmoothL1 (beta 1) 0.125 + 2.5, over 2 + 1e-6."""
+    pred = torch.tensor([[[0.5, 3.0], [9.0, 9.0]]])  # (B=1, T=2, C=2); the second position is kept
+    loss = masked_recon_loss(pred, torch.zeros_like(pred), torch.tensor([[1, 0]]))
+    assert loss.item() == pytest.approx(2.625 / (2 + 1e-6), rel=3e-7)  # minus 1e-6 is 9.5e-7 off
+
+
 def test_attraction_loss_is_symmetric_negative_cosine():
     p_m, z, p, z_m = (torch.randn(4, 5) for _ in range(4))
     expected = -0.5 * (F.cosine_similarity(p_m, z).mean() + F.cosine_similarity(p, z_m).mean())
