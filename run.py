@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "from the global torch generator (with every dropout 0 and --set fast_path=false, the "
                         "authors' run epoch by epoch on a CPU; README 'Fidelity')")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (off by default; see docs/BENCHMARKS.md)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config field")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override any config field (may be repeated; every pair counts)")
     p.add_argument("--describe", action="store_true", help="print parameter counts as JSON and exit")
     p.add_argument("--evaluate", metavar="RESULTS_DIR",
                    help="test the models a --save-model run stored in RESULTS_DIR at the given rates (no training)")

@@ -100,3 +100,13 @@ def test_each_rule_is_checked_when_the_config_is_built():
     with pytest.raises(ConfigError, match="key_eval 'Mult_acc_3'"):
         get_config("mosi", key_eval="Mult_acc_3")
     assert get_config("mosi", "tfr_net", key_eval="Loss(pred_m)").key_eval == "Loss(pred_m)"
+
+
+def test_every_repeated_set_flag_counts():
+    import run
+
+    args = run.build_parser().parse_args(["--dataset", "mosi", "--set", "batch_size=8", "--set", "early_stop=3",
+                                          "heads=2"])
+    assert args.set == ["batch_size=8", "early_stop=3", "heads=2"]
+    cfg = run.config_from_args(args)
+    assert (cfg.batch_size, cfg.early_stop, cfg.heads) == (8, 3, 2)
