@@ -92,3 +92,17 @@ def test_run_py_tests_a_reference_checkpoint(tiny_root, tmp_path):
         torch.save({"Model.align_subnet.Model.proj_a.weight": torch.zeros(1)}, path)
         run.main([*BASE, "--data-root", str(tiny_root), "--missing-rate", "0.3", "--out", str(tmp_path / "e2"),
                   "--load-reference-checkpoint", str(path)])
+
+
+def test_splits_padded_to_other_lengths_are_a_data_error():
+    from types import SimpleNamespace
+
+    from trains.tfr_net import tfr_net_data_settings
+    from utils.errors import DataError
+
+    data = SimpleNamespace(path="/data/own.pkl")
+    split = lambda lens: SimpleNamespace(seq_lens=lens, data=data)  # noqa: E731
+    same = {"train": split((50, 375, 500)), "valid": split((50, 375, 500)), "test": split((50, 375, 500))}
+    assert tfr_net_data_settings(same) == {"seq_lens": (50, 375, 500)}
+    with pytest.raises(DataError, match=r"/data/own.pkl: .*split 'test' is padded to \(50, 400, 500\)"):
+        tfr_net_data_settings(dict(same, test=split((50, 400, 500))))

@@ -117,7 +117,7 @@ def model_for(cfg: ExperimentConfig, datasets: dict, policy: Optional[ExecutionP
     check_bert_folder_config(cfg)
     spec = model_spec(cfg)
     if spec.data_settings is not None:  # e.g. TFR-Net's widths that follow the data's padded lengths
-        cfg = dataclasses.replace(cfg, **spec.data_settings(train))
+        cfg = dataclasses.replace(cfg, **spec.data_settings(datasets))
     build = functools.partial(spec.build, policy=policy)
     if cfg.faithful_rng:
         model = build_faithful_model(cfg, audio_dim, vision_dim, build)

@@ -16,8 +16,8 @@ optimiser and registering them here, not another training loop:
 * ``optimizer(cfg, model, policy)``: the optimiser with the model's parameter groups (freezing BERT when
   the config says so; the policy picks the Adam kernel);
 * ``describe(model)``: parameter counts for ``--describe``;
-* optional: ``data_settings(dataset)``, config fields the network takes from the training split (TFR-Net's padded
-  lengths);
+* optional: ``data_settings(datasets)``, config fields the network takes from the data (TFR-Net's padded
+  lengths), given the split name -> dataset dict;
 * the reference checkpoint key table: ``KEY_TABLES[name]`` in :mod:`models.reference_checkpoint`.
 """
 
@@ -37,7 +37,7 @@ from models.tfr_net.model import build_tfr_net
 from trains.losses import DLFRObjective
 from trains.objective import Objective, TaskObjective
 from trains.optim import build_optimizer
-from trains.tfr_net import TFRNetObjective, tfr_net_optimizer
+from trains.tfr_net import TFRNetObjective, tfr_net_data_settings, tfr_net_optimizer
 from utils.errors import ConfigError
 
 
@@ -87,7 +87,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                       lambda model: count_parameters(model, frozen_bert=not model.use_finetune)),
     "tfr_net": ModelSpec("tfr_net", build_tfr_net, TFRNetObjective, tfr_net_optimizer,
                          lambda model: count_parameters(model, frozen_bert=not model.use_finetune),
-                         data_settings=lambda dataset: {"seq_lens": dataset.seq_lens}),
+                         data_settings=tfr_net_data_settings),
 }
 
 

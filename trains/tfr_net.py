@@ -27,6 +27,7 @@ from models.execution import ExecutionPolicy
 from models.tfr_net.losses import tfr_loss
 from trains.objective import TASK_INCOMPLETE, Objective
 from trains.optim import NO_DECAY_TERMS
+from utils.errors import DataError
 
 
 class TFRNetObjective(Objective):
@@ -50,6 +51,20 @@ class TFRNetObjective(Objective):
 
     def __call__(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return tfr_loss(outputs, batch, self.weights, self.with_generation)
+
+
+def tfr_net_data_settings(datasets: dict) -> dict:
+    """``seq_lens``: the training split's padded lengths (L, T_a, T_v), as the reference sets them; its final
+    attentions are that wide, so every split must be padded alike (a DataError otherwise)."""
+    train = datasets["train"]
+    for split, dataset in datasets.items():
+        if dataset.seq_lens != train.seq_lens:
+            raise DataError(
+                f"{train.data.path}: TFR-Net needs every split padded to the same lengths (text, audio, vision), "
+                f"but split '{split}' is padded to {dataset.seq_lens} and 'train' to {train.seq_lens}; "
+                "pad the splits alike"
+            )
+    return {"seq_lens": train.seq_lens}
 
 
 def tfr_net_optimizer(cfg, model: nn.Module, policy: ExecutionPolicy) -> torch.optim.Adam:
