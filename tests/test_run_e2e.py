@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,20 @@ def test_reference_like_computation_by_option(tiny_root, tmp_path, monkeypatch):
     assert not built["optimizer"].defaults["fused"]
     record = json.loads(next((tmp_path / "plain").glob("cells/*/*.json")).read_text())
     assert all(np.isfinite(v) for k, v in record["test"].items() if k in ("MAE", "Loss"))
+
+
+def test_save_flags_on_a_rerun_say_that_finished_cells_are_not_saved(tmp_path, caplog):
+    from utils.results import model_file
+
+    cfg = run.get_config("tiny")
+    finished = [((0.0, 0.0, 0.0), 1), ((0.5, 0.5, 0.5), 1)]
+    model_file(tmp_path, cfg, (0.0, 0.0, 0.0), 1).parent.mkdir(parents=True)
+    model_file(tmp_path, cfg, (0.0, 0.0, 0.0), 1).touch()  # this cell was trained with --save-model
+    with caplog.at_level(logging.WARNING):
+        sweep.warn_unsaved(tmp_path, cfg, finished, save_model=True, save_predictions=True)
+    assert "--save-model: 1 finished cell(s)" in caplog.text and "rates (0.5, 0.5, 0.5), seed 1" in caplog.text
+    assert "--save-predictions: 2 finished cell(s)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sweep.warn_unsaved(tmp_path, cfg, finished, save_model=False, save_predictions=False)
+    assert caplog.text == ""

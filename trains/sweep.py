@@ -56,6 +56,23 @@ def count_todo(out_dir: Path, grid: list[Rates], seeds: list[int], fingerprint: 
     return sum(read_cell(out_dir, rates, seed, fingerprint) is None for rates, seed in cells)
 
 
+def warn_unsaved(out_dir: Path, cfg: ExperimentConfig, finished: list[tuple[Rates, int]], save_model: bool,
+                 save_predictions: bool) -> None:
+    """Say so when ``--save-model`` / ``--save-predictions`` cannot apply to cells that finished before
+    without them: finished cells are not trained again, so nothing would be saved for them."""
+    wanted = []
+    if save_model:
+        wanted.append(("--save-model", lambda rates, seed: model_file(out_dir, cfg, rates, seed).exists()))
+    if save_predictions:
+        wanted.append(("--save-predictions", lambda rates, seed: predictions_dir(out_dir, rates, seed).is_dir()))
+    for flag, saved in wanted:
+        missing = [(rates, seed) for rates, seed in finished if not saved(rates, seed)]
+        if missing:
+            log.warning("%s: %d finished cell(s) of %s were trained without it and are not trained again, so "
+                        "nothing is saved for them (e.g. rates %s, seed %d); to save them, remove their records "
+                        "under %s/cells/ and rerun", flag, len(missing), out_dir, missing[0][0], missing[0][1], out_dir)
+
+
 def run_sweep(
     cfg: ExperimentConfig,
     data,
@@ -78,6 +95,7 @@ def run_sweep(
     todo = [c for c in cells if read_cell(out_dir, c[0], c[1], fingerprint) is None]
     log.info("%s on %s: %d cells, %d done, %d to do -> %s", cfg.variant, cfg.dataset, len(cells),
              len(cells) - len(todo), len(todo), out_dir)
+    warn_unsaved(out_dir, cfg, [c for c in cells if c not in todo], save_model, save_predictions)
     for rates, seed in tqdm(todo, desc="cells", disable=not progress):
         record = run_cell(
             cfg, data, data_path, rates, seed,
