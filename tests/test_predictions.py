@@ -179,3 +179,46 @@ def test_evaluate_error_is_one_line(tmp_path):
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:") and "no config.json" in proc.stderr
+
+
+def test_demo_ends_with_the_train_by_test_matrix_of_its_models(trained, tiny_root, tmp_path, monkeypatch, capsys):
+    """utils.demo's code path on ``tiny``, one variant, starting from the module's finished sweep (its cells are
+    skipped, so nothing trains): the sweep keeps its models, they are evaluated at the demo rates, and the output
+    ends with the train x test matrix, whose diagonal is the sweep's own result."""
+    from utils import demo
+
+    out = tmp_path / "demo"
+    shutil.copytree(trained, out / "emt-dlfr")
+    (out / "emt-dlfr" / "evaluation.json").unlink(missing_ok=True)
+    monkeypatch.setattr(demo, "DEMO_DATASET", "tiny")
+    monkeypatch.setattr(demo, "DEMO_RATES", RATES)
+    monkeypatch.setattr(demo, "DEMO_SEED", SEED)
+    monkeypatch.setattr(demo, "VARIANTS", {"emt-dlfr": ["--set", "max_epochs=1", "--no-progress"]})
+    calls = []
+    real_main = run.main
+    monkeypatch.setattr(run, "main", lambda argv: calls.append(argv) or real_main(argv))
+    assert demo.main(["--data-root", str(tiny_root), "--out", str(out)]) == 0
+    assert "--save-model" in calls[0] and calls[1][:2] == ["--evaluate", str(out / "emt-dlfr")]
+    evaluation = json.loads((out / "emt-dlfr" / "evaluation.json").read_text())
+    results = json.loads((out / "emt-dlfr" / "results.json").read_text())
+    assert sorted(evaluation["matrix"]) == list(RATES) and sorted(evaluation["matrix"]["0.0"]) == list(RATES)
+    printed = capsys.readouterr().out.rstrip().splitlines()
+    assert printed[-1].startswith("[demo] done in")
+    rows = [line for line in printed if line.startswith("| ")]
+    assert rows[-3:-2] == ["| train \\ test | 0.0 | 0.5 |"]
+    for line, rate in zip(rows[-2:], RATES):
+        corr = results["rates"][rate]["mean"]["Corr"] / 100
+        assert line.startswith(f"| {rate} |") and f"{corr:.3f} ± 0.000" in line.split(" | ")[1 + RATES.index(rate)]
+
+
+def test_demo_trains_again_the_cells_an_older_demo_kept_no_model_for(tmp_path):
+    from utils.demo import forget_cells_without_models
+
+    for tag in ("mr0.0", "mr0.5"):
+        (tmp_path / "cells" / tag).mkdir(parents=True)
+        (tmp_path / "cells" / tag / "seed1.json").write_text("{}")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "emt-demo-regression-mr0.0-1.pth").write_bytes(b"")
+    assert forget_cells_without_models(tmp_path) == 1
+    assert [p.parent.name for p in tmp_path.glob("cells/*/*.json")] == ["mr0.0"]
+    assert forget_cells_without_models(tmp_path / "absent") == 0

@@ -9,8 +9,7 @@ From ``RESULTS_DIR/evaluation.json`` (trains.evaluate_saved) it writes, by defau
 * ``matrix.csv``: the same numbers in long form (train rate, test rate, metric, mean, std, seeds);
 * ``matrix.png``: heat-maps of the metrics of the paper's figures, the value written in each square.
 
-``python -m utils.report`` writes them too, beside its tables, for every directory that has an
-evaluation.json.
+``run.py --evaluate`` writes them after each evaluation, and ``make demo`` prints its models' matrices.
 """
 
 from __future__ import annotations
