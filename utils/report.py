@@ -179,7 +179,7 @@ def range_note(auilc_range: tuple[float, float], rates: dict[str, list[float]], 
         over = "; ".join(f"{label}: rates {span}" for label, span in spans.items())
     reference = f"{DEFAULT_AUILC_RANGE[0]:.1f}-{DEFAULT_AUILC_RANGE[1]:.1f}"
     left_out = f"; the paper's published rows, which are over {reference}, are left out" if paper else ""
-    return f"AUILC over the missing rates in [{lo:g}, {hi:g}] ({over}), not the reference's {reference}{left_out}."
+    return f"AUILC over the missing rates in [{rate_text(lo)}, {rate_text(hi)}] ({over}), not the reference's {reference}{left_out}."
 
 
 def auilc_table(sweeps: list[dict], labels: list[str], family: str, dataset: str, paper: bool,
@@ -247,7 +247,7 @@ def plot_curves(sweeps: list[dict], labels: list[str], family: str, dataset: str
         ax.set_xlabel("missing rate")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    shaded = "" if is_default_range(auilc_range) else f" (AUILC over {auilc_range[0]:g}-{auilc_range[1]:g}, shaded)"
+    shaded = "" if is_default_range(auilc_range) else f" (AUILC over {rate_text(auilc_range[0])}-{rate_text(auilc_range[1])}, shaded)"
     fig.suptitle(f"{dataset}: test metrics against the missing rate{shaded}")
     fig.tight_layout()
     paths = []
