@@ -23,7 +23,7 @@ from config import DEFAULT_MODEL, MODEL_NAMES, PRESETS, get_config, override, pa
 from data.missing import check_missing_rate
 from trains import sweep
 from utils.errors import ConfigError, DataError
-from utils.results import aggregate, merge_cells, prepare_out_dir
+from utils.results import aggregate, merge_cells, prepare_out_dir, stored_config
 
 #: Options a worker process of a multi-device sweep does not inherit (it gets its own), with their value counts.
 WORKER_OWN_OPTIONS = {"--gpus": 1, "--device": 1, "--shard": 1}
@@ -359,9 +359,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """``--evaluate RESULTS_DIR``: the directory's config (run-time flags only may change), its models, the data."""
-    from trains.evaluate_saved import evaluate_results_dir, stored_config
-    from trains.model_file import config_from_dict
-    from utils.matrix_report import write_matrix_report
     from config import RUNTIME_FIELDS
 
     results_dir = Path(args.evaluate)
@@ -377,6 +374,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
                           f"(only run-time settings: {', '.join(RUNTIME_FIELDS)})")
     if not (args.missing_rate is not None or args.missing_rates or args.sweep or args.diff_missing):
         raise ConfigError("--evaluate needs the test rates: --missing-rate R, --missing-rates R ..., --sweep or --diff-missing T A V")
+    # torch and the models only once the folder and the flags are known good: a mistyped command fails at once
+    from trains.evaluate_saved import evaluate_results_dir
+    from trains.model_file import config_from_dict
+    from utils.matrix_report import write_matrix_report
+
     cfg = override(config_from_dict(model, stored), updates)
     grid = rate_grid(args, cfg)
     log_file = setup_logging(results_dir, f"evaluate-{cfg.variant}-{cfg.dataset}")

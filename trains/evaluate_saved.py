@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from config import DEFAULT_MODEL, RUNTIME_FIELDS, ExperimentConfig, config_diff
+from config import RUNTIME_FIELDS, ExperimentConfig, config_diff
 from data.load_data import MMSADataset, build_loaders
 from models.execution import ExecutionPolicy
 from trains.model_file import SavedModel, check_data_fits, load_model_file
@@ -28,26 +28,13 @@ from trains.predictions import write_csv
 from trains.trainer import evaluate_loader
 from utils.errors import CheckpointError, ConfigError
 from utils.io import atomic_write_json
-from utils.results import predictions_dir, rate_tag, seed_stats
+from utils.results import predictions_dir, rate_tag, seed_stats, stored_config
 from utils.seed import setup_seed
 
 log = logging.getLogger(__name__)
 
 Rates = tuple[float, float, float]
 EVALUATION_FILE = "evaluation.json"
-
-
-def stored_config(results_dir: Path) -> tuple[dict, str, str]:
-    """The config dict, fingerprint and model name pinned in ``results_dir/config.json``."""
-    config_file = Path(results_dir) / "config.json"
-    if not config_file.is_file():
-        raise ConfigError(f"{results_dir} is not a results directory of run.py (no config.json)")
-    try:
-        stored = json.loads(config_file.read_text())
-        # folders written before --model existed are EMT-DLFR's
-        return stored["config"], stored["fingerprint"], stored.get("model", DEFAULT_MODEL)
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ConfigError(f"{config_file} is not a config.json written by run.py") from None
 
 
 def model_files(results_dir: Path) -> list[Path]:

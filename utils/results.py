@@ -35,7 +35,7 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from config import RUNTIME_FIELDS, ExperimentConfig, config_diff
+from config import DEFAULT_MODEL, RUNTIME_FIELDS, ExperimentConfig, config_diff
 from utils.errors import ConfigError
 from utils.io import atomic_write_json, atomic_write_text
 from utils.metrics import MEAN_DECIMALS, auilc_row, trapezoid_areas
@@ -91,6 +91,19 @@ def holds_results(out_dir: Path) -> bool:
     """Whether ``out_dir`` holds work of its config: a finished cell or a training checkpoint."""
     out_dir = Path(out_dir)
     return bool(finished_cell_files(out_dir)) or any(out_dir.glob("work/**/*.pt"))
+
+
+def stored_config(results_dir: Path) -> tuple[dict, str, str]:
+    """The config dict, fingerprint and model name pinned in ``results_dir/config.json``."""
+    config_file = Path(results_dir) / CONFIG_FILE
+    if not config_file.is_file():
+        raise ConfigError(f"{results_dir} is not a results directory of run.py (no {CONFIG_FILE})")
+    try:
+        stored = json.loads(config_file.read_text())
+        # folders written before --model existed are EMT-DLFR's
+        return stored["config"], stored["fingerprint"], stored.get("model", DEFAULT_MODEL)
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ConfigError(f"{config_file} is not a config.json written by run.py") from None
 
 
 def prepare_out_dir(out_dir: Path, cfg: ExperimentConfig) -> str:
