@@ -16,7 +16,7 @@
 Writes one JSON record (``--out``, default bench/results/gpu_check-<time>.json) and prints a table. Every
 stage runs in its own process with a timeout inside an overall budget, so one failure is recorded and the
 rest still runs; the exit status is 1 when a stage failed. ``--device cpu`` is the dry run: the same
-stages on the ``tiny`` preset, batch 2, a couple of steps (tests/test_gpu_check.py runs it).
+stages on the ``tiny`` preset, batch 2, a couple of steps, a one-epoch cell (tests/test_gpu_check.py runs it).
 """
 
 from __future__ import annotations
@@ -72,11 +72,15 @@ class Plan:
     #: Each stage's own timeout is multiplied by this; the CPU dry run leaves it to the overall budget, since a
     #: loaded test machine can take minutes just to start a process.
     stage_timeout_scale: float = 1.0
+    #: run.py --set overrides of the training cell: none on the GPU (the full cell is what is timed); the dry
+    #: run trains one epoch, which goes through the same code.
+    cell_overrides: tuple[str, ...] = ()
 
 
 def plan_for(device: str, budget_s: int) -> Plan:
     if device == "cpu":
-        return Plan("cpu", "tiny", 2, 1, 1, 1, "tiny", "random:tiny", (1, 2), budget_s, stage_timeout_scale=100.0)
+        return Plan("cpu", "tiny", 2, 1, 1, 1, "tiny", "random:tiny", (1, 2), budget_s, stage_timeout_scale=100.0,
+                    cell_overrides=("max_epochs=1",))
     return Plan(device, "mosi", 32, 3, 10, 4, "mosi", "random:base", PACKING, budget_s)
 
 
@@ -190,6 +194,8 @@ def training_cell(plan: Plan, stages: Stages, work: Path) -> dict | None:
     command = [sys.executable, str(REPO / "run.py"), "--dataset", plan.dataset, "--data-root", str(work / "data"),
                "--bert", plan.bert, "--device", plan.device, "--missing-rate", "0.5", "--seeds",
                str(REFERENCE_TRAIN_SEEDS[0]), "--out", str(out_dir), "--no-progress"]
+    if plan.cell_overrides:
+        command += ["--set", *plan.cell_overrides]
     ran = stages.run("training cell", command, timeout_s=300, env={"OMP_NUM_THREADS": str(plan.threads)})
     cells = sorted(out_dir.glob("cells/*/*.json"))
     if ran is None or not cells:
