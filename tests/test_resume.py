@@ -14,9 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import run
+
 ROOT = Path(__file__).resolve().parent.parent
+#: Epochs of the cell, and the finished epoch after which the second run is killed (mid-training: some done,
+#: some to go). Four epochs of the tiny preset keep the test short.
+EPOCHS, KILL_AFTER = 4, 2
 ARGS = ["--dataset", "tiny", "--missing-rate", "0.3", "--seeds", "7", "--no-progress", "--checkpoint-every-epoch",
-        "--set", "max_epochs=6", "early_stop=6"]
+        "--set", f"max_epochs={EPOCHS}", f"early_stop={EPOCHS}"]
 
 
 def command(root, out, *extra):
@@ -30,10 +35,11 @@ def cell_record(out: Path) -> dict:
     return record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [(), ("--faithful-rng",)], ids=["default", "faithful-rng"])
 def test_sigkill_then_resume_gives_identical_test_metrics(tiny_root, tmp_path, extra):
-    full = tmp_path / "full"
-    subprocess.run(command(tiny_root, full, *extra), check=True, cwd=ROOT, capture_output=True, timeout=600)
+    full = tmp_path / "full"  # the uninterrupted run, in this process (run.main is what run.py calls)
+    assert run.main(command(tiny_root, full, *extra)[2:]) == 0
 
     killed = tmp_path / "killed"
     state_file = killed / "work" / "mr0.3" / "seed7" / "train_state.pt"
@@ -43,13 +49,13 @@ def test_sigkill_then_resume_gives_identical_test_metrics(tiny_root, tmp_path, e
     while time.time() < deadline and proc.poll() is None:
         if state_file.exists():
             epoch = torch.load(state_file, map_location="cpu", weights_only=False)["epoch"]
-            if epoch >= 2:
+            if epoch >= KILL_AFTER:
                 os.kill(proc.pid, signal.SIGKILL)
                 killed_after = epoch
                 break
         time.sleep(0.02)
     proc.wait(timeout=60)
-    assert killed_after is not None and killed_after < 6, "the run was not killed mid-training"
+    assert killed_after is not None and killed_after < EPOCHS, "the run was not killed mid-training"
     assert not list(killed.glob("cells/*/*.json"))  # the killed cell left no result
 
     resumed = subprocess.run(command(tiny_root, killed, *extra), check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
