@@ -13,6 +13,13 @@ os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules holding a test marked ``slow`` first, each module's tests kept together and in order: with two
+    pytest-xdist workers the long tests start early, and the short ones fill in around them at the end."""
+    slow_modules = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow_modules)
+
+
 @pytest.fixture(autouse=True)
 def _cpu_unless_marked_cuda(request, monkeypatch):
     """Tests not marked ``cuda`` run on the CPU even where a GPU is visible: ``--device auto`` would pick it,

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DRY_RUN_BUDGET_S = 1200
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "record.json"
     # a generous budget: on a loaded test machine each stage's process start alone can take tens of seconds

@@ -1,6 +1,7 @@
 """Learning is real: a short run on the tiny preset lowers the loss and fits the training labels."""
 
 import numpy as np
+import pytest
 
 from config import get_config
 from data.load_data import build_loaders, load_mmsa
@@ -11,6 +12,7 @@ from utils.seed import setup_seed
 EPOCHS = 30
 
 
+@pytest.mark.slow
 def test_short_run_fits_the_training_labels(tiny_root):
     # one step per batch and higher learning rates, so that 30 tiny epochs are enough to fit 32 clips
     cfg = get_config("tiny", batches_per_step=1, learning_rate_other=3e-3, learning_rate_audio=3e-3,

@@ -36,6 +36,7 @@ def test_sweep_records_the_model(mult_sweep):
     assert "auilc" in results
 
 
+@pytest.mark.slow
 def test_script_runs_the_baseline_into_its_own_folder(tiny_root, tmp_path):
     (tmp_path / "scripts").symlink_to(ROOT / "scripts")  # the scripts cd to their repository root
     (tmp_path / "run.py").symlink_to(ROOT / "run.py")

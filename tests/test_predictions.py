@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RATES = ("0.0", "0.5")
 SEED = "1"
 LOSSES = ("Loss", "Loss(pred_m)")
+#: One pytest-xdist worker runs the whole module (pytest.ini: --dist loadgroup): the model is trained once.
+pytestmark = pytest.mark.xdist_group("predictions")
 
 
 def data_file(root: Path) -> Path:

@@ -247,6 +247,7 @@ def write_with_label(tiny_root, tmp_path, split: str, index: int, value: float, 
     return path
 
 
+@pytest.mark.slow
 def test_run_py_refuses_a_file_with_an_out_of_range_label(tiny_root, tmp_path):
     """The command users type, as a subprocess: exit status 2 and one line naming file, split, field, value."""
     path = write_with_label(tiny_root, tmp_path, "test", 3, 3.5)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Two rates, one seed, one epoch: the smallest sweep with an AUILC.
@@ -27,6 +28,7 @@ def run_script(script: str, arg: str, results: Path, data_root: Path, extra: str
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_run_once_puts_each_variant_in_its_own_folder_and_the_report_names_both(tiny_root, tmp_path):
     results = tmp_path / "results"
     run_script("scripts/mosi/run_once.sh", "cpu", results, tiny_root)  # EMT-DLFR

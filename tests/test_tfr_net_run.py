@@ -61,6 +61,7 @@ def test_reconstruction_joins_from_the_second_epoch_and_validation_loss_is_the_l
     assert valid["Loss"] == round(valid["Loss(pred_m)"], 4)  # the L1 alone, rounded as the reference
 
 
+@pytest.mark.slow
 def test_run_py_trains_and_tests_into_its_own_folder(tiny_root, tmp_path):
     out = tmp_path / "tfr"
     assert run.main([*BASE, "--data-root", str(tiny_root), "--missing-rates", "0.0", "0.5", "--set", "max_epochs=2",

@@ -71,6 +71,7 @@ def test_faithful_initial_weights_are_the_authors(setting):
         assert math.isclose(float(tensor.norm()), norm, rel_tol=INIT_RTOL), key
 
 
+@pytest.mark.slow
 def test_faithful_run_equals_the_authors_run_epoch_by_epoch(setting, tmp_path):
     data_root, bert = setting
     out = tmp_path / "out"
