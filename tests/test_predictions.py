@@ -27,8 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RATES = ("0.0", "0.5")
 SEED = "1"
 LOSSES = ("Loss", "Loss(pred_m)")
-#: One pytest-xdist worker runs the whole module (pytest.ini: --dist loadgroup): the model is trained once.
-pytestmark = pytest.mark.xdist_group("predictions")
 
 
 def data_file(root: Path) -> Path:
@@ -114,6 +112,7 @@ def test_model_file_rebuilds_the_trained_network(trained):
     assert not saved.model.training
 
 
+@pytest.mark.slow
 def test_predict_command_on_one_split(trained, tiny_root, tmp_path):
     out = tmp_path / "preds.csv"
     proc = subprocess.run(

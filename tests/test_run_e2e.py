@@ -19,9 +19,8 @@ from utils.report import make_report
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["--dataset", "tiny", "--no-progress", "--set", "max_epochs=2"]
-#: One pytest-xdist worker runs the whole module (pytest.ini: --dist loadgroup), so the reference sweep below is
-#: trained once; the slow mark starts it early.
-pytestmark = [pytest.mark.xdist_group("run_e2e"), pytest.mark.slow]
+#: Whole sweeps in this process and in subprocesses: collected first (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 
 def run_tiny(root, out, *extra):
