@@ -282,6 +282,18 @@ def test_auilc_row_rounds_the_means_first():
     assert round(auilc(means, rates), 1) == 70.5  # the unrounded area would print 70.5
 
 
+def test_auilc_row_over_a_chosen_range_only_when_asked():
+    """The reference's AUC row starts at rate 0.0; a range such as the captions' 0.1-1.0 must be asked for."""
+    from utils.metrics import auilc_row
+
+    rates = [0.1, 0.2, 0.3]
+    with pytest.raises(ConfigError, match="start at 0.0"):
+        auilc_row({"x": [80.0, 70.0, 60.0]}, rates)
+    with pytest.raises(ConfigError, match="start at 0.0"):
+        auilc_row({"x": [80.0, 70.0, 60.0]}, rates, from_zero=True)
+    assert auilc_row({"x": [80.0, 70.0, 60.0]}, rates, from_zero=False) == {"x": 14.0}  # (150 + 130) / 2 * 0.1
+
+
 def test_sims_clips_the_truths_too():
     """The reference clips both sides to [-1, 1]: a label of 1.4 scores like 1.0, -1.6 like -1.0."""
     pred = [1.0, -1.0, 0.5, -0.2]
