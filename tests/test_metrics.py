@@ -302,6 +302,24 @@ def test_sims_clips_the_truths_too():
     assert m["MAE"] == pytest.approx((0 + 0 + 0.1 + 0.1) / 4, abs=1e-12)
 
 
+def test_mosi_clips_the_truths_too():
+    """The reference clips both sides to [-3, 3] for Acc-7: a label of -3.6 is class -3, not -4."""
+    m = eval_regression([-3.0, 3.0], [-3.6, 3.6], "mosi")
+    assert m["Mult_acc_7"] == 1.0 and m["Mult_acc_5"] == 1.0
+
+
+def test_all_zero_labels_warn_at_the_callers_line():
+    with pytest.warns(RuntimeWarning, match=r"^every label is 0, so Non0_acc_2 and Non0_F1_score are undefined") as w:
+        m = eval_regression([0.5, -0.5], [0.0, 0.0], "mosi")
+    assert w[0].filename == __file__  # stacklevel: the line that called eval_regression
+    assert math.isnan(m["Non0_acc_2"]) and math.isnan(m["Non0_F1_score"])
+
+
+def test_auilc_on_an_uneven_grid_weights_each_pair_by_its_width():
+    # (1 + 2) / 2 * 0.1 + (2 + 4) / 2 * 0.2 = 0.15 + 0.6
+    assert auilc([1.0, 2.0, 4.0], [0.0, 0.1, 0.3]) == pytest.approx(0.75, abs=1e-12)
+
+
 def test_auilc_error_messages_name_the_offending_rates():
     with pytest.raises(ConfigError, match=r"must start at 0.0 \(the complete-data point\), got 0.1$"):
         auilc([1, 2], [0.1, 0.2])
