@@ -308,16 +308,46 @@ def test_mosi_clips_the_truths_too():
     assert m["Mult_acc_7"] == 1.0 and m["Mult_acc_5"] == 1.0
 
 
-def test_all_zero_labels_warn_at_the_callers_line():
-    with pytest.warns(RuntimeWarning, match=r"^every label is 0, so Non0_acc_2 and Non0_F1_score are undefined") as w:
+def test_all_zero_labels_warn_that_non0_is_undefined():
+    with pytest.warns(RuntimeWarning, match=r"^every label is 0, so Non0_acc_2 and Non0_F1_score are undefined"):
         m = eval_regression([0.5, -0.5], [0.0, 0.0], "mosi")
-    assert w[0].filename == __file__  # stacklevel: the line that called eval_regression
     assert math.isnan(m["Non0_acc_2"]) and math.isnan(m["Non0_F1_score"])
 
 
 def test_auilc_on_an_uneven_grid_weights_each_pair_by_its_width():
     # (1 + 2) / 2 * 0.1 + (2 + 4) / 2 * 0.2 = 0.15 + 0.6
     assert auilc([1.0, 2.0, 4.0], [0.0, 0.1, 0.3]) == pytest.approx(0.75, abs=1e-12)
+
+
+def test_inputs_keep_float32_or_become_float64():
+    import torch
+
+    from utils.metrics import _as_flat_array
+
+    assert _as_flat_array(torch.tensor([[1.5], [2.5]], dtype=torch.bfloat16), "x").dtype == np.float32
+    assert _as_flat_array(torch.tensor([1.0 + 1e-12], dtype=torch.float64), "x")[0] == 1.0 + 1e-12
+    assert _as_flat_array(torch.tensor([3], dtype=torch.int32), "x").dtype == np.float64
+    with pytest.raises(ValueError, match=r"^labels contains 2 non-finite value\(s\)"):
+        _as_flat_array([1.0, float("nan"), float("inf")], "labels")
+
+
+def test_corr_of_two_samples_and_of_a_label_spread_of_one():
+    assert eval_regression([1.0, 2.0], [1.0, 3.0], "mosi")["Corr"] == 1.0
+    assert eval_regression([0.0, 1.0, 0.5], [0.0, 1.0, 0.5], "mosi")["Corr"] == 1.0
+
+
+@pytest.mark.parametrize("pred, true, side", [([1.0, 1.0, 1.0], [0.0, 1.0, 2.0], "predictions"),
+                                              ([0.0, 1.0, 0.5], [1.0, 1.0, 1.0], "labels"),
+                                              ([0.5], [1.0], "predictions")])
+def test_constant_side_is_named_in_the_corr_warning(pred, true, side):
+    with pytest.warns(RuntimeWarning, match=rf"^Corr is undefined because the {side} are constant") as w:
+        assert math.isnan(eval_regression(pred, true, "mosi")["Corr"])
+    assert len(w) == 1
+
+
+def test_unknown_metric_set_message_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"expected one of mosei, mosi, sims \(for the demo/tiny presets pass"):
+        eval_regression([1.0, 2.0], [1.0, 2.0], "demo")
 
 
 def test_auilc_error_messages_name_the_offending_rates():
