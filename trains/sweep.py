@@ -23,12 +23,10 @@ from tqdm.auto import tqdm
 
 from config import ExperimentConfig
 from utils.errors import ConfigError, UserError
-from utils.results import (aggregate, finished_cell_files, model_file, predictions_dir, prepare_out_dir, read_cell,
-                           work_dir, write_cell)
+from utils.results import (Rates, aggregate, finished_cell_files, model_file, predictions_dir, prepare_out_dir,
+                           read_cell, work_dir, write_cell)
 
 log = logging.getLogger(__name__)
-
-Rates = tuple[float, float, float]
 
 CUDA_VISIBLE = "CUDA_VISIBLE_DEVICES"
 

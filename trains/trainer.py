@@ -31,7 +31,6 @@ trainers for theirs): the model's objective, optimiser and inputs come from its 
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass, field
