@@ -1,5 +1,7 @@
 """The missing-feature protocol (docs/REFERENCE.md §3.2 step 3) against hand-built expectations."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,25 @@ def test_masked_ids_keep_the_ids_dtype():
     out = mask_text_ids(ids, np.array([1, 1, 1, 0], dtype=np.float32), np.array([1, 0, 1, 0], dtype=bool))
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, [101, 100, 102, 0])
+
+
+def test_a_missing_rate_is_a_finite_real_number_in_0_1():
+    from data.missing import check_missing_rate, check_protocol
+    from utils.errors import ConfigError
+
+    assert check_missing_rate(0) == 0.0 and isinstance(check_missing_rate(1), float)
+    assert check_missing_rate(np.float32(0.5), "audio") == 0.5
+    for bad in (True, "0.3", None, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=rf"^missing rate must be a number in \[0, 1\], got {re.escape(repr(bad))}$"):
+            check_missing_rate(bad)
+    with pytest.raises(ConfigError, match=r"^missing rate of vision must be a number in \[0, 1\], got 'x'$"):
+        check_missing_rate("x", "vision")
+    for outside in (1.5, -0.1, 1.0000001):
+        with pytest.raises(ConfigError, match=rf"^missing rate {outside} is outside \[0, 1\]$"):
+            check_missing_rate(outside)
+    with pytest.raises(ConfigError, match=r"^missing rate 1.5 of text is outside \[0, 1\]$"):
+        check_missing_rate(1.5, "text")
+    check_protocol("static")
+    check_protocol("lnln")
+    with pytest.raises(ConfigError, match=r"^missing-mask protocol must be one of static, lnln, got 'random'$"):
+        check_protocol("random")

@@ -19,9 +19,14 @@ from utils.results import (
     aggregate,
     cell_path,
     config_fingerprint,
+    merge_cells,
+    model_file,
+    predictions_dir,
     prepare_out_dir,
     rate_tag,
     read_cell,
+    stored_config,
+    work_dir,
     write_cell,
 )
 
@@ -180,3 +185,112 @@ def test_a_rate_without_cells_in_the_middle_of_the_grid_is_skipped(tmp_path):
     summary = aggregate(tmp_path, cfg, [(0.0,) * 3, (0.3,) * 3, (0.5,) * 3], [1], fingerprint)
     assert list(summary["rates"]) == ["0.0", "0.5"]
     assert (tmp_path / "normals" / "tiny-regression-0.5.csv").exists()
+
+
+def test_results_json_names_the_model_and_run_and_the_auilc_grid(sweep):
+    out, summary, _ = sweep
+    assert (summary["model"], summary["name"]) == ("emt-dlfr", "emt-dlfr")
+    assert summary["auilc_rates"] == [0.0, 0.5]
+    # the trapezoid over the two rates' x100 means, unrounded: 0.5 * (mean(0.0) + mean(0.5)) / 2 ... / 1.0
+    mae = [sum(CELLS[r]["MAE"]) / 3 * 100 for r in (0.0, 0.5)]
+    assert summary["auilc_unrounded"]["MAE"] == pytest.approx(0.5 * (mae[0] + mae[1]) / 2, rel=1e-12)
+
+
+def test_fingerprint_is_the_sha1_of_the_sorted_json_of_the_computation_fields():
+    """Results folders store it, so it must not depend on the order the config's fields are listed in."""
+    import hashlib
+
+    from config import RUNTIME_FIELDS
+
+    cfg = get_config("tiny")
+    fields = {k: v for k, v in sorted(cfg.to_dict().items(), reverse=True) if k not in RUNTIME_FIELDS}
+    blob = json.dumps(fields, sort_keys=True, default=str).encode()
+    assert config_fingerprint(cfg) == hashlib.sha1(blob).hexdigest()[:16]
+
+
+def test_out_dir_messages_and_a_training_checkpoint_counts_as_results(tmp_path):
+    cfg = get_config("tiny")
+    out = tmp_path / "out"
+    fingerprint = prepare_out_dir(out, cfg)
+    assert prepare_out_dir(out, cfg) == fingerprint  # the same config again, nothing there yet
+    assert json.loads((out / "config.json").read_text())["model"] == "emt-dlfr"
+    other = dataclasses.replace(cfg, max_epochs=99)
+    state = work_dir(out, (0.3,) * 3, 1) / "train_state.pt"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"")
+    with pytest.raises(ConfigError, match=rf"^{out} holds results of another config \(differs in: max_epochs\); "
+                                          r"use another --out, or remove the directory to start over$"):
+        prepare_out_dir(out, other)
+    assert prepare_out_dir(out, cfg) == fingerprint  # its own config resumes
+    mult = get_config("tiny", model="mult")
+    with pytest.raises(ConfigError, match=rf"^{out} holds results of model emt-dlfr, not mult; use another --out "
+                                          r"\(the default is results/<dataset>/<model>\)$"):
+        prepare_out_dir(out, mult)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["model"]  # a folder written before --model existed is EMT-DLFR's
+    (out / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="holds results of model emt-dlfr, not mult"):
+        prepare_out_dir(out, mult)
+    assert prepare_out_dir(out, cfg) == fingerprint
+    saved["fingerprint"] = "0" * 16  # same config, another fingerprint: nothing to name
+    (out / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"\(differs in: unknown\)"):
+        prepare_out_dir(out, cfg)
+    del saved["config"]
+    (out / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"\(differs in: [a-z_, ]*max_epochs"):
+        prepare_out_dir(out, cfg)
+
+
+def test_unwritable_out_dir_names_the_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match=rf"^output directory {blocker}/results cannot be written \(Not a directory\); "
+                                          r"choose another --out$"):
+        prepare_out_dir(blocker / "results", get_config("tiny"))
+
+
+def test_where_a_cells_model_predictions_and_training_state_go(tmp_path):
+    cfg = get_config("tiny")
+    assert model_file(tmp_path, cfg, (0.3,) * 3, 2) == tmp_path / "models" / "emt-dlfr-tiny-regression-mr0.3-2.pth"
+    assert model_file(str(tmp_path), cfg, (0.5, 0.0, 0.0), 1) == tmp_path / "models" / (
+        "emt-dlfr-tiny-regression-mr0.5-0-0-1.pth")
+    assert predictions_dir(str(tmp_path), (0.3,) * 3, 2) == tmp_path / "predictions" / "mr0.3" / "seed2"
+    assert work_dir(str(tmp_path), (0.0, 0.1, 0.0), 7) == tmp_path / "work" / "mr0-0.1-0" / "seed7"
+
+
+def test_stored_config_reads_what_prepare_out_dir_wrote(tmp_path):
+    cfg = get_config("tiny", model="mult")
+    fingerprint = prepare_out_dir(tmp_path, cfg)
+    assert stored_config(str(tmp_path)) == (json.loads(json.dumps(cfg.to_dict())), fingerprint, "mult")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["model"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert stored_config(tmp_path)[2] == "emt-dlfr"  # written before --model existed
+    for broken in ("{not json", json.dumps({"config": {}}), json.dumps([1])):
+        (tmp_path / "config.json").write_text(broken)
+        with pytest.raises(ConfigError, match=rf"^{tmp_path}/config.json is not a config.json written by run.py$"):
+            stored_config(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/x is not a results directory of run.py \(no config.json\)$"):
+        stored_config(tmp_path / "x")
+
+
+def test_merging_shards_copies_their_new_cells_once(tmp_path):
+    cfg = get_config("tiny")
+    shards = [tmp_path / "s0", tmp_path / "s1"]
+    fingerprint = prepare_out_dir(shards[0], cfg)
+    prepare_out_dir(shards[1], cfg)
+    for i, shard in enumerate(shards):
+        for seed in (i, 10):
+            write_cell(shard, {"rates": [0.0] * 3, "seed": seed, "fingerprint": fingerprint, "test": {"MAE": i}})
+    dest = tmp_path / "merged" / "all"
+    assert merge_cells(str(dest), [str(s) for s in shards]) == 3  # seed 10 is in both: the first shard's is kept
+    assert json.loads((dest / "config.json").read_text()) == json.loads((shards[0] / "config.json").read_text())
+    assert [read_cell(dest, (0.0,) * 3, s, fingerprint)["test"]["MAE"] for s in (0, 1, 10)] == [0, 1, 0]
+    assert merge_cells(dest, shards) == 0  # nothing new the second time
+    other = tmp_path / "other"
+    prepare_out_dir(other, dataclasses.replace(cfg, max_epochs=99))
+    with pytest.raises(ConfigError, match=rf"^{other} was made with another config than {dest}; they cannot be merged$"):
+        merge_cells(dest, [other])
+    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'nothing'} is not a results directory \(no config.json\)$"):
+        merge_cells(dest, [tmp_path / "nothing"])
