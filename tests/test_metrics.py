@@ -338,7 +338,8 @@ def test_corr_of_two_samples_and_of_a_label_spread_of_one():
 
 @pytest.mark.parametrize("pred, true, side", [([1.0, 1.0, 1.0], [0.0, 1.0, 2.0], "predictions"),
                                               ([0.0, 1.0, 0.5], [1.0, 1.0, 1.0], "labels"),
-                                              ([0.5], [1.0], "predictions")])
+                                              ([0.5], [1.0], "predictions"),
+                                              ([0.0, 1.0], [2.0, 2.0], "labels")])
 def test_constant_side_is_named_in_the_corr_warning(pred, true, side):
     with pytest.warns(RuntimeWarning, match=rf"^Corr is undefined because the {side} are constant") as w:
         assert math.isnan(eval_regression(pred, true, "mosi")["Corr"])
@@ -355,3 +356,22 @@ def test_auilc_error_messages_name_the_offending_rates():
         auilc([1, 2], [0.1, 0.2])
     with pytest.raises(ConfigError, match=r"missing rates must be finite numbers, got \[0.0, inf\]"):
         auilc([1, 2], [0.0, float("inf")])
+
+
+@pytest.mark.parametrize("bad", ["pred", "true"])
+def test_a_non_finite_input_is_named_with_its_count(bad):
+    values = {"pred": [0.1, 0.2, 0.3], "true": [0.1, 0.2, 0.3]}
+    values[bad] = [float("nan"), 0.2, float("inf")]
+    name = {"pred": "predictions", "true": "labels"}[bad]
+    with pytest.raises(ValueError, match=rf"^{name} contains 2 non-finite value\(s\) \(nan/inf\); metrics need finite"):
+        eval_regression(values["pred"], values["true"], "mosi")
+    with pytest.raises(ValueError, match=r"^cannot compute metrics on zero samples$"):
+        eval_regression([], [], "mosi")
+
+
+def test_a_grid_starting_within_1e_12_of_zero_counts_as_starting_at_zero():
+    from utils.metrics import trapezoid_areas
+
+    assert trapezoid_areas([[1.0], [1.0]], [1e-12, 1.0])[0] == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="must start at 0.0"):
+        trapezoid_areas([[1.0], [1.0]], [1e-11, 1.0])

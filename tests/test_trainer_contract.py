@@ -204,10 +204,12 @@ def test_evaluate_uses_the_trainers_policy_objective_and_progress(monkeypatch):
     calls = []
     monkeypatch.setattr(trainer_mod, "evaluate_loader", lambda *a, **kw: calls.append((a, kw)) or ({"Loss": 1.0}, None))
     assert trainer.evaluate("LOADER") == {"Loss": 1.0}
+    trainer.evaluate("LOADER", desc="test")
+    trainer.evaluate_with_predictions("LOADER")
     trainer.evaluate_with_predictions("LOADER", desc="valid")
     expected = {"policy": trainer.policy, "objective": trainer.objective, "progress": False}
-    assert calls == [((trainer.model, "LOADER", cfg), {**expected, "desc": "eval"}),
-                     ((trainer.model, "LOADER", cfg), {**expected, "desc": "valid"})]
+    assert calls == [((trainer.model, "LOADER", cfg), {**expected, "desc": desc})
+                     for desc in ("eval", "test", "eval", "valid")]
 
 
 def test_recorded_evaluation_is_the_metrics_of_the_predictions_plus_the_losses():
@@ -262,20 +264,24 @@ def test_an_epoch_steps_after_each_full_group_and_reports_the_mean_batch_loss(mo
     cfg = cfg_for(batches_per_step=2, step_trailing_batches=True)
     trainer = make_trainer(cfg)
     loader = DataLoader(Clips(20, 0), batch_size=BATCH)  # 5 batches: groups {0, 1}, {2, 3}, trailing {4}
-    forwards, steps_after, epochs_asked, totals = [], [], [], []
+    forwards, steps_after, epochs_asked, totals, zeroed = [], [], [], [], []
     forward = trainer_mod.forward_batch
     monkeypatch.setattr(trainer_mod, "forward_batch", lambda m, b: forwards.append(1) or forward(m, b))
     step = trainer.optimizer.step
     monkeypatch.setattr(trainer.optimizer, "step", lambda *a, **kw: steps_after.append(len(forwards)) or step())
     for_epoch = trainer.objective.for_epoch
     monkeypatch.setattr(trainer.objective, "for_epoch", lambda e: epochs_asked.append(e) or for_epoch(e))
+    zero_grad = trainer.optimizer.zero_grad
+    monkeypatch.setattr(trainer.optimizer, "zero_grad", lambda **kw: zeroed.append(kw) or zero_grad(**kw))
     call = trainer.objective.__call__
     monkeypatch.setattr(type(trainer.objective), "__call__",
                         lambda self, out, batch: (lambda t: totals.append(t["total"].item()) or t)(call(out, batch)))
     results = trainer.train_epoch(loader, epoch=5)
     assert steps_after == [2, 4, 5] and epochs_asked == [5]
     assert results["Loss"] == pytest.approx(np.mean(totals), rel=1e-12)
-    assert trainer.model.audio_model.weight.grad is None  # gradients are reset to None, so Adam skips them
+    # at each group's start the gradients are reset to None (the reference's zero_grad()), so Adam skips a
+    # parameter that gets no gradient in a group instead of moving it with a zero gradient
+    assert zeroed == [{"set_to_none": True}] * 3 and trainer.model.audio_model.weight.grad is None
 
 
 def test_an_epoch_shows_its_bar_with_the_last_batch_loss(bars):
@@ -391,7 +397,9 @@ def test_the_checkpoint_holds_the_state_after_each_epoch(tmp_path):
     cfg = cfg_for(max_epochs=2)
     trainer = make_trainer(cfg)
     path = tmp_path / "state.pt"
-    result = trainer.fit(make_loaders(), checkpoint_path=path)
+    loaders = make_loaders()
+    loaders["valid"] = list(loaders["valid"])  # any iterable of batches: no shuffling generator to save
+    result = trainer.fit(loaders, checkpoint_path=path)
     state = torch.load(path, weights_only=False)
     assert state["format"] == "emt-dlfr-train-state/1" and state["epoch"] == 2 and state["config"] == cfg.to_dict()
     assert state["history"] == result.history and state["best"]["epoch"] == result.best_epoch
@@ -404,9 +412,10 @@ def test_resume_refuses_a_foreign_or_unreadable_file_or_another_config(tmp_path)
     cfg = cfg_for(max_epochs=1)
     path = tmp_path / "state.pt"
     make_trainer(cfg).fit(make_loaders(), checkpoint_path=path)
-    other = cfg_for(max_epochs=1, learning_rate_other=0.5)
+    other = cfg_for(max_epochs=1, learning_rate_other=0.5, learning_rate_audio=0.5)
     with pytest.raises(CheckpointError, match=rf"^checkpoint {path} was written with another config \(differs in: "
-                                              r"learning_rate_other\); remove it or use the config it was made with$"):
+                                              r"learning_rate_audio, learning_rate_other\); remove it or use the "
+                                              r"config it was made with$"):
         make_trainer(other).fit(make_loaders(), checkpoint_path=path)
     torch.save({"format": "something else"}, path)
     with pytest.raises(CheckpointError, match=rf"^{path} is not a training checkpoint of this project$"):
@@ -432,3 +441,35 @@ def test_cpu_state_dict_is_a_detached_copy():
         model.text_model.weight.add_(1.0)
     assert not torch.equal(state["text_model.weight"], model.text_model.weight)
     assert not state["text_model.weight"].requires_grad
+
+
+def test_a_checkpoint_is_read_onto_the_cpu_first(tmp_path, monkeypatch):
+    """A state saved on one GPU resumes on another device: tensors are loaded to the host, then copied."""
+    cfg = cfg_for(max_epochs=1)
+    path = tmp_path / "state.pt"
+    make_trainer(cfg).fit(make_loaders(), checkpoint_path=path)
+    loads = []
+    load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: loads.append(kw) or load(*a, **kw))
+    make_trainer(cfg).fit(make_loaders(), checkpoint_path=path)
+    assert loads == [{"map_location": "cpu", "weights_only": False}]
+
+
+def test_the_best_state_is_copied_to_the_host():
+    """On a GPU a kept best state must not hold device memory: every tensor is copied to the CPU."""
+    copies = []
+
+    class Tensor:
+        def detach(self):
+            return self
+
+        def to(self, *args, **kw):
+            copies.append((args, kw))
+            return "copied"
+
+    class Model:
+        def state_dict(self):
+            return {"a": Tensor(), "b": Tensor()}
+
+    assert cpu_state_dict(Model()) == {"a": "copied", "b": "copied"}
+    assert copies == [(("cpu",), {"copy": True})] * 2

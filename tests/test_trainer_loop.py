@@ -100,6 +100,9 @@ def test_is_better_directions():
     assert not is_better("Loss", 0.6 - 1e-7, 0.6)  # within the reference's 1e-6
     assert is_better("Loss", 0.5, 0.5 + 1e-6 + 1e-9)
     assert is_better("MAE", 1.0, None)
+    # the reference's comparisons, inclusive at exactly 1e-6 away: cur <= best - 1e-6, cur >= best + 1e-6
+    assert is_better("Loss", 0.5 - 1e-6, 0.5) and is_better("Corr", 0.5 + 1e-6, 0.5)
+    assert not is_better("Corr", 0.5, 0.5) and not is_better("Corr", 0.5 + 1e-7, 0.5)
     assert not is_better("Loss", float("nan"), None) and not is_better("Corr", float("nan"), 0.1)
 
 
