@@ -232,6 +232,13 @@ def test_out_dir_messages_and_a_training_checkpoint_counts_as_results(tmp_path):
     with pytest.raises(ConfigError, match="holds results of model emt-dlfr, not mult"):
         prepare_out_dir(out, mult)
     assert prepare_out_dir(out, cfg) == fingerprint
+    theirs = tmp_path / "theirs"
+    prepare_out_dir(theirs, mult)
+    state = work_dir(theirs, (0.0,) * 3, 1) / "train_state.pt"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"")
+    with pytest.raises(ConfigError, match=rf"^{theirs} holds results of model mult, not emt-dlfr; "):
+        prepare_out_dir(theirs, cfg)
     saved["fingerprint"] = "0" * 16  # same config, another fingerprint: nothing to name
     (out / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match=r"\(differs in: unknown\)"):
@@ -284,6 +291,7 @@ def test_merging_shards_copies_their_new_cells_once(tmp_path):
         for seed in (i, 10):
             write_cell(shard, {"rates": [0.0] * 3, "seed": seed, "fingerprint": fingerprint, "test": {"MAE": i}})
     dest = tmp_path / "merged" / "all"
+    dest.mkdir(parents=True)  # an empty folder made beforehand is fine
     assert merge_cells(str(dest), [str(s) for s in shards]) == 3  # seed 10 is in both: the first shard's is kept
     assert json.loads((dest / "config.json").read_text()) == json.loads((shards[0] / "config.json").read_text())
     assert [read_cell(dest, (0.0,) * 3, s, fingerprint)["test"]["MAE"] for s in (0, 1, 10)] == [0, 1, 0]

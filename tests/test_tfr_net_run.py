@@ -105,5 +105,7 @@ def test_splits_padded_to_other_lengths_are_a_data_error():
     split = lambda lens: SimpleNamespace(seq_lens=lens, data=data)  # noqa: E731
     same = {"train": split((50, 375, 500)), "valid": split((50, 375, 500)), "test": split((50, 375, 500))}
     assert tfr_net_data_settings(same) == {"seq_lens": (50, 375, 500)}
-    with pytest.raises(DataError, match=r"/data/own.pkl: .*split 'test' is padded to \(50, 400, 500\)"):
+    with pytest.raises(DataError, match=r"^/data/own.pkl: TFR-Net needs every split padded to the same lengths \(text, "
+                                        r"audio, vision\), but split 'test' is padded to \(50, 400, 500\) and 'train' "
+                                        r"to \(50, 375, 500\); pad the splits alike$"):
         tfr_net_data_settings(dict(same, test=split((50, 400, 500))))
