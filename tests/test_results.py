@@ -291,11 +291,13 @@ def test_merging_shards_copies_their_new_cells_once(tmp_path):
         for seed in (i, 10):
             write_cell(shard, {"rates": [0.0] * 3, "seed": seed, "fingerprint": fingerprint, "test": {"MAE": i}})
     dest = tmp_path / "merged" / "all"
-    dest.mkdir(parents=True)  # an empty folder made beforehand is fine
     assert merge_cells(str(dest), [str(s) for s in shards]) == 3  # seed 10 is in both: the first shard's is kept
     assert json.loads((dest / "config.json").read_text()) == json.loads((shards[0] / "config.json").read_text())
     assert [read_cell(dest, (0.0,) * 3, s, fingerprint)["test"]["MAE"] for s in (0, 1, 10)] == [0, 1, 0]
     assert merge_cells(dest, shards) == 0  # nothing new the second time
+    made_before = tmp_path / "made-before"
+    made_before.mkdir()  # an empty folder made beforehand is fine too
+    assert merge_cells(made_before, shards) == 3
     other = tmp_path / "other"
     prepare_out_dir(other, dataclasses.replace(cfg, max_epochs=99))
     with pytest.raises(ConfigError, match=rf"^{other} was made with another config than {dest}; they cannot be merged$"):
