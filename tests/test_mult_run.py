@@ -91,3 +91,13 @@ def test_report_labels_and_the_paper_tables(mult_sweep, tmp_path, capsys):
     assert "| MulT |" in (results / "report" / "table6.md").read_text()
     with pytest.raises(UserError, match="no sweep found"):
         report_main(["--table", "7", "--results", str(results)])
+
+
+def test_a_diff_missing_run_into_the_sweeps_folder_keeps_its_auilc(mult_sweep, tiny_root, tmp_path):
+    out = tmp_path / "run_once"
+    shutil.copytree(mult_sweep, out)
+    before = json.loads((out / "results.json").read_text())
+    assert run.main([*BASE, "--data-root", str(tiny_root), "--diff-missing", "0.0", "0.5", "0.0", "--out", str(out)]) == 0
+    after = json.loads((out / "results.json").read_text())
+    assert set(after["rates"]) == {"0.0", "0.5", "0-0.5-0"} and after["auilc"] == before["auilc"]
+    assert after["rates"]["0.5"] == before["rates"]["0.5"]

@@ -7,9 +7,9 @@ Corr 55, 45.5, 27.5, 10.05, 3.5. By hand, over 0.3-0.9 (the rates in [0.1, 0.9])
 0.0-0.9: MAE 61.5 + (75 + 85) / 2 * 0.3 = 85.5, Corr 16.5825 + (55 + 45.5) / 2 * 0.3 = 31.6575 -> 31.7.
 
 Per-modality cells (text, audio, vision): audio 0.5 and 1.0 with the others at 0 (with the 0.0 cell: an audio
-series of three rows), text 0.5 (a text series of two rows), and a lone (0.3, 0.6, 0) in no series. They are
-left out of the aggregate run, as a later ``--diff-missing`` run leaves the earlier runs' cells out of
-results.json; the report reads them from the cell files.
+series of three rows), text 0.5 (a text series of two rows), and a lone (0.3, 0.6, 0) in no series. The
+aggregate run names only the equal rates, as a sweep does; the report reads the per-modality cells from the
+cell files.
 """
 
 from __future__ import annotations

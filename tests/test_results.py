@@ -14,7 +14,7 @@ import json
 import pytest
 
 from config import get_config
-from utils.errors import ConfigError
+from utils.errors import ConfigError, UserError
 from utils.results import (
     aggregate,
     cell_path,
@@ -304,3 +304,29 @@ def test_merging_shards_copies_their_new_cells_once(tmp_path):
         merge_cells(dest, [other])
     with pytest.raises(ConfigError, match=rf"^{tmp_path / 'nothing'} is not a results directory \(no config.json\)$"):
         merge_cells(dest, [tmp_path / "nothing"])
+
+
+def test_a_later_run_at_other_rates_keeps_the_folders_rates_and_auilc(sweep):
+    """A --diff-missing or single-rate run into a sweep's folder aggregates every rate of the folder that has
+    cells of its seeds: the sweep's rates and AUILC stay in results.json and the aggregated CSV."""
+    out, before, fingerprint = sweep
+    cfg = get_config("tiny")
+    for seed in SEEDS:
+        write_cell(out, {"rates": [0.0, 0.3, 0.0], "seed": seed, "fingerprint": fingerprint, "test": {"MAE": 0.8, "Corr": 0.4}})
+    write_cell(out, {"rates": [0.7] * 3, "seed": 1, "fingerprint": "another config", "test": {"MAE": 9.0, "Corr": 0.0}})
+    write_cell(out, {"rates": [0.9] * 3, "seed": 99, "fingerprint": fingerprint, "test": {"MAE": 9.0, "Corr": 0.0}})
+    after = aggregate(out, cfg, [(0.0, 0.3, 0.0)], SEEDS, fingerprint)
+    assert list(after["rates"]) == ["0.0", "0.5", "0-0.3-0", "0.5-0-0"]  # equal rates first, then per modality
+    assert after["auilc"] == before["auilc"] and after["rates"]["0.5"] == before["rates"]["0.5"]
+    assert after["rates"]["0-0.3-0"]["seeds"] == [1, 2, 3]
+    rows = (out / "normals" / "tiny-regression-aggregated.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0.0", "0.5", "0-0.3-0", "0.5-0-0", "AUC"]
+
+
+def test_a_file_in_the_cells_folder_that_is_not_a_cell_is_named(sweep):
+    out, _, fingerprint = sweep
+    broken = out / "cells" / "mr0.3" / "seed1.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{not json")
+    with pytest.raises(UserError, match=rf"^{broken} is not a cell file written by run.py"):
+        aggregate(out, get_config("tiny"), [(0.0,) * 3], SEEDS, fingerprint)

@@ -44,7 +44,7 @@ from utils.io import atomic_write_text
 from config import MODEL_NAMES, MODEL_TITLES
 from utils.metrics import auilc_row
 from utils.paper import PAPER_CURVES, PAPER_TABLE_ROWS
-from utils.results import rate_tag, seed_stats
+from utils.results import Rates, rate_tag, read_cells, seed_stats
 
 #: (column title, metric keys) of the paper's tables; two keys are shown as "Has0/Non0".
 TABLE_COLUMNS = {
@@ -71,8 +71,6 @@ DEFAULT_AUILC_RANGE = (0.0, 1.0)
 RATE_TOLERANCE = 1e-9
 #: The (text, audio, vision) order of a cell's rates.
 MODALITIES = ("text", "audio", "vision")
-
-Rates = tuple[float, float, float]
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -270,23 +268,6 @@ def default_out(dirs: list[Path]) -> Path:
     if common in resolved:  # one sweep (or one sweep inside another)
         common = resolved[0].parent
     return common / "report"
-
-
-def read_cells(directory: Path) -> dict[Rates, list[dict]]:
-    """The finished cells of a sweep folder by their (text, audio, vision) rates: every cell file of the
-    folder's config, whatever run wrote it (results.json holds only the last run's grid)."""
-    directory = Path(directory)
-    fingerprint = json.loads((directory / "config.json").read_text()).get("fingerprint")
-    cells: dict[Rates, list[dict]] = {}
-    for path in sorted(directory.glob("cells/*/*.json")):
-        try:
-            record = json.loads(path.read_text())
-            rates = tuple(float(r) for r in record["rates"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise UserError(f"{path} is not a cell file written by run.py (expected JSON with 'rates' and 'test')") from None
-        if record.get("fingerprint") == fingerprint:
-            cells.setdefault(rates, []).append(record)
-    return cells
 
 
 def modality_series(rates: list[Rates]) -> list[tuple[int, list[Rates]]]:

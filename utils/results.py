@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from config import DEFAULT_MODEL, RUNTIME_FIELDS, ExperimentConfig, config_diff
-from utils.errors import ConfigError
+from utils.errors import ConfigError, UserError
 from utils.io import atomic_write_json, atomic_write_text
 from utils.metrics import MEAN_DECIMALS, auilc_row, trapezoid_areas
 
@@ -70,6 +70,29 @@ def cell_path(out_dir: Path, rates: Rates, seed: int) -> Path:
 def finished_cell_files(out_dir: Path) -> set[Path]:
     """The records of the finished cells in ``out_dir``."""
     return set(Path(out_dir).glob(CELL_GLOB))
+
+
+def read_cells(out_dir: Path, fingerprint: Optional[str] = None) -> dict[Rates, list[dict]]:
+    """The finished cells of ``out_dir`` by their (text, audio, vision) rates, whatever run wrote them: those of
+    config ``fingerprint`` (default: the one pinned in the folder's config.json)."""
+    out_dir = Path(out_dir)
+    if fingerprint is None:
+        fingerprint = json.loads((out_dir / CONFIG_FILE).read_text()).get("fingerprint")
+    cells: dict[Rates, list[dict]] = {}
+    for path in sorted(out_dir.glob(CELL_GLOB)):
+        try:
+            record = json.loads(path.read_text())
+            rates = tuple(float(r) for r in record["rates"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise UserError(f"{path} is not a cell file written by run.py (expected JSON with 'rates' and 'test')") from None
+        if record.get("fingerprint") == fingerprint:
+            cells.setdefault(rates, []).append(record)
+    return cells
+
+
+def rate_order(rates: Rates) -> tuple:
+    """Sort key of a folder's rates: the equal rates ascending, then the per-modality ones."""
+    return len(set(rates)) > 1, tuple(rates)
 
 
 def work_dir(out_dir: Path, rates: Rates, seed: int) -> Path:
@@ -170,10 +193,15 @@ def _r(value: float, decimals: int = CSV_DECIMALS) -> float:
 
 def aggregate(out_dir: Path, cfg: ExperimentConfig, grid: Iterable[tuple[float, float, float]], seeds: Iterable[int],
               fingerprint: str) -> dict:
-    """Write the per-rate, detail and aggregated CSVs and results.json from the finished cells."""
+    """Write the per-rate, detail and aggregated CSVs and results.json from the finished cells of ``seeds``
+    at every rate of the folder: this run's ``grid`` and the rates of earlier runs' cells (a sweep's, and a
+    later ``--diff-missing`` or single-rate run's into the same folder, so that no run hides another's
+    rates or AUILC), the equal rates ascending, then the per-modality ones."""
     out_dir = Path(out_dir)
     normals = out_dir / "normals"
     seeds = list(seeds)
+    grid = sorted({tuple(float(r) for r in rates) for rates in grid} | set(read_cells(out_dir, fingerprint)),
+                  key=rate_order)
     summary: dict = {"dataset": cfg.dataset, "model": cfg.MODEL, "variant": cfg.variant, "name": cfg.run_name,
                      "fingerprint": fingerprint,
                      "rates": {}}
