@@ -25,6 +25,7 @@ from utils.results import (
     prepare_out_dir,
     rate_tag,
     read_cell,
+    read_cells,
     stored_config,
     work_dir,
     write_cell,
@@ -330,3 +331,15 @@ def test_a_file_in_the_cells_folder_that_is_not_a_cell_is_named(sweep):
     broken.write_text("{not json")
     with pytest.raises(UserError, match=rf"^{broken} is not a cell file written by run.py"):
         aggregate(out, get_config("tiny"), [(0.0,) * 3], SEEDS, fingerprint)
+
+
+def test_read_cells_gives_the_folders_records_by_rates(sweep):
+    out, _, fingerprint = sweep
+    write_cell(out, {"rates": [0.7] * 3, "seed": 1, "fingerprint": "another config", "test": {"MAE": 9.0}})
+    cells = read_cells(out)  # the config pinned in config.json
+    assert read_cells(str(out), fingerprint) == cells
+    assert sorted(cells) == [(0.0, 0.0, 0.0), (0.5, 0.0, 0.0), (0.5, 0.5, 0.5)]
+    assert [r["seed"] for r in cells[(0.5, 0.5, 0.5)]] == [1, 2, 3]
+    assert cells[(0.5, 0.0, 0.0)] == [{"rates": [0.5, 0.0, 0.0], "seed": 1, "fingerprint": fingerprint,
+                                       "test": {"MAE": 0.9, "Corr": 0.3}}]
+    assert list(read_cells(out, "another config")) == [(0.7, 0.7, 0.7)]
