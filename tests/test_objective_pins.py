@@ -12,6 +12,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from config import get_config
 from models.execution import ExecutionPolicy
@@ -107,6 +108,21 @@ def test_each_reconstruction_term_compares_its_own_modality(tfr_outputs):
         expected = reconstruction_loss(out[f"gen_{name}"], target, dropped[name])
         assert torch.allclose(terms[f"rec_{name}"], expected), name
     assert len({terms["rec_text"].item(), terms["rec_audio"].item(), terms["rec_vision"].item()}) == 3
+
+
+def test_tfr_terms_are_float32_against_float32_labels_under_bf16(tfr_outputs):
+    """As every objective: with bf16 outputs (amp="bf16") a label of 2.6 stays 2.6 (bf16 would make it 2.59375)."""
+    out, batch = tfr_outputs
+    half = {k: v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
+    batch = dict(batch, labels={"M": torch.full_like(batch["labels"]["M"], 2.6)})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = tfr_loss(half, batch, (1.0, 1.0, 1.0), with_generation=True)
+    assert all(value.dtype == torch.float32 for value in terms.values())
+    label = torch.full((half["pred_m"].numel(),), 2.6)
+    assert torch.equal(terms["task_m"], F.l1_loss(half["pred_m"].float().view(-1), label))
+    mask = batch["audio_mask"] - batch["audio_missing_mask"]
+    assert torch.equal(terms["rec_audio"],
+                       reconstruction_loss(half["gen_audio"].float(), batch["audio"].float(), mask.float()))
 
 
 # --------------------------------------------------------------------------------------------- TFR-Net's optimiser

@@ -10,6 +10,9 @@
   target, as in the reference) and the raw audio / vision features.
 * The reconstruction term joins from the second epoch (the reference's ``if epochs > 1``).
 * Validation and test report L1 alone as "Loss" (model selection and the LR schedule read it).
+* Every term is computed in float32 against float32 labels and targets, also when the model ran under
+  bf16 autocast (``amp="bf16"``), as the other models' objectives are: a label keeps its value (in bf16 2.6
+  would become 2.59375).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ REC_EPS = 1e-4
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """pred, target (B, L, D); mask (B, L), 1 at valid-but-dropped positions -> scalar."""
-    mask = mask.to(pred.dtype).unsqueeze(-1).expand_as(pred)  # (B, L, D)
+    """pred, target (B, L, D); mask (B, L), 1 at valid-but-dropped positions -> float32 scalar."""
+    pred, target = pred.float(), target.float()
+    mask = mask.float().unsqueeze(-1).expand_as(pred)  # (B, L, D)
     return F.smooth_l1_loss(pred * mask, target * mask, reduction="sum") / (mask.sum() + REC_EPS)
 
 
@@ -41,13 +45,14 @@ def reconstruction_terms(out: dict, batch: dict) -> dict[str, tuple[torch.Tensor
 def tfr_loss(out: dict, batch: dict, weights: tuple[float, float, float], with_generation: bool) -> dict:
     """All terms of one batch: "task_m" (L1 of ``pred_m`` to ``batch["labels"]["M"]``), "rec_text" /
     "rec_audio" / "rec_vision", "gen" (their weighted sum) and "total", the back-propagated objective."""
-    label = batch["labels"]["M"].to(out["pred_m"].dtype).view(-1)  # (B,)
-    terms = {"task_m": F.l1_loss(out["pred_m"].view(-1), label)}
-    gen = 0.0
-    for weight, (name, (pred, target, mask)) in zip(weights, reconstruction_terms(out, batch).items()):
-        term = reconstruction_loss(pred, target.to(pred.dtype), mask)
-        terms[f"rec_{name}"] = term
-        gen = gen + weight * term
+    prediction = out["pred_m"].view(-1)  # (B,)
+    with torch.autocast(prediction.device.type, enabled=False):
+        terms = {"task_m": F.l1_loss(prediction.float(), batch["labels"]["M"].float().view(-1))}
+        gen = 0.0
+        for weight, (name, (pred, target, mask)) in zip(weights, reconstruction_terms(out, batch).items()):
+            term = reconstruction_loss(pred, target, mask)
+            terms[f"rec_{name}"] = term
+            gen = gen + weight * term
     terms["gen"] = gen
     terms["total"] = terms["task_m"] + gen if with_generation else terms["task_m"]
     return terms
