@@ -3,6 +3,7 @@ preset, and does it lose accuracy as features go missing?
 
     python bench/learning_demo.py [--rates 0.0 0.7] [--seeds 111] [--out bench/results/learning]
     python bench/learning_demo.py --model mult            # a baseline, into bench/results/learning-mult
+    python bench/learning_demo.py --out /tmp/emt -- --no-attraction --no-reconstruction   # run.py flags after --
 
 Trains the ``demo`` config (pretrained MiniLM text encoder, frozen; see config/presets.py) at each rate
 with run.py's own sweep machinery and prints the test metrics per rate. Expected: Corr well above 0 at
@@ -22,15 +23,24 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def split_run_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(this script's arguments, run.py's flags): everything after a ``--`` goes to run.py as it is."""
+    if "--" not in argv:
+        return list(argv), []
+    cut = argv.index("--")
+    return list(argv[:cut]), list(argv[cut + 1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    own, run_flags = split_run_flags(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     usage="%(prog)s [options] [-- run.py flags, e.g. --no-attraction]")
     parser.add_argument("--rates", nargs="+", default=["0.0", "0.7"])
     parser.add_argument("--seeds", nargs="+", default=["111"])
     parser.add_argument("--data-root", type=Path, default=REPO / "demo_data")
     parser.add_argument("--model", default="emt-dlfr", help="run.py's --model")
     parser.add_argument("--out", type=Path, help="default bench/results/learning (EMT-DLFR), learning-<model> otherwise")
-    parser.add_argument("--variant-flags", nargs="*", default=[], help="e.g. --no-attraction --no-reconstruction")
-    args = parser.parse_args()
+    args = parser.parse_args(own)
     if args.out is None:
         args.out = REPO / "bench" / "results" / ("learning" if args.model == "emt-dlfr" else f"learning-{args.model}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,7 +53,7 @@ def main() -> int:
         make_synthetic("demo", args.data_root)
     start = time.time()
     run.main(["--model", args.model, "--dataset", "demo", "--data-root", str(args.data_root), "--missing-rates", *args.rates,
-              "--seeds", *args.seeds, "--out", str(args.out), "--no-progress", *args.variant_flags])
+              "--seeds", *args.seeds, "--out", str(args.out), "--no-progress", *run_flags])
     summary = json.loads((args.out / "results.json").read_text())
     print(f"\nlearning benchmark of {args.model} on the synthetic demo preset ({time.time() - start:.0f} s)")
     print(f"{'rate':>5} {'MAE':>7} {'Corr':>7} {'Acc-2 Has0':>11} {'Acc-2 Non0':>11} {'Acc-7':>7}")

@@ -1,5 +1,5 @@
 """bench/gpu_check.sh's CPU dry run (the tiny preset), exactly as a user types it, and the step benchmark's
-flags reaching every mode."""
+flags reaching every mode; the learning benchmark handing run.py flags through."""
 
 from __future__ import annotations
 
@@ -81,3 +81,31 @@ def test_an_unfinished_cell_still_reports_its_epochs(tmp_path):
         "2026-11-30 10:00:22,003 INFO trains.trainer.epochs: epoch 2 | train Loss=0.9 | valid Loss=0.9 | best\n"
         "2026-11-30 10:00:34,004 INFO trains.trainer.epochs: epoch 3 | train Loss=0.8 | valid Loss=1.1\n")
     assert gpu_check.finished_epochs(tmp_path) == {"epochs_finished": 3, "seconds_per_epoch": 12.0}
+
+
+def test_learning_demo_hands_the_flags_after_a_double_dash_to_run_py(tmp_path, monkeypatch, capsys):
+    import run
+    from bench import learning_demo
+    from config import get_config
+
+    data_root = tmp_path / "data"
+    (data_root / get_config("demo").data_file).parent.mkdir(parents=True)
+    (data_root / get_config("demo").data_file).write_bytes(b"")  # present: the benchmark does not regenerate it
+    calls = []
+
+    def fake_run(argv):
+        calls.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True)
+        mean = {"MAE": 80.0, "Corr": 50.0, "Has0_acc_2": 70.0, "Non0_acc_2": 71.0, "Mult_acc_7": 30.0}
+        (out / "results.json").write_text(json.dumps({"rates": {"0.0": {"mean": mean}}}))
+        return 0
+
+    monkeypatch.setattr(run, "main", fake_run)
+    assert learning_demo.main(["--rates", "0.0", "--data-root", str(data_root), "--out", str(tmp_path / "o"),
+                               "--", "--no-attraction", "--set", "max_epochs=3"]) == 0
+    (argv,) = calls
+    assert argv[-4:] == ["--no-progress", "--no-attraction", "--set", "max_epochs=3"]
+    assert argv[argv.index("--missing-rates") + 1] == "0.0"
+    assert "  0.0   0.800   0.500" in capsys.readouterr().out
+    assert learning_demo.split_run_flags(["--rates", "0.3"]) == (["--rates", "0.3"], [])
