@@ -28,12 +28,11 @@ from trains.predictions import write_csv
 from trains.trainer import evaluate_loader
 from utils.errors import CheckpointError, ConfigError
 from utils.io import atomic_write_json
-from utils.results import predictions_dir, rate_tag, seed_stats, stored_config
+from utils.results import Rates, predictions_dir, rate_tag, seed_stats, stored_config
 from utils.seed import setup_seed
 
 log = logging.getLogger(__name__)
 
-Rates = tuple[float, float, float]
 EVALUATION_FILE = "evaluation.json"
 
 

@@ -200,14 +200,15 @@ def aggregate(out_dir: Path, cfg: ExperimentConfig, grid: Iterable[tuple[float, 
     out_dir = Path(out_dir)
     normals = out_dir / "normals"
     seeds = list(seeds)
-    grid = sorted({tuple(float(r) for r in rates) for rates in grid} | set(read_cells(out_dir, fingerprint)),
-                  key=rate_order)
+    cells = read_cells(out_dir, fingerprint)
+    grid = sorted({tuple(float(r) for r in rates) for rates in grid} | set(cells), key=rate_order)
     summary: dict = {"dataset": cfg.dataset, "model": cfg.MODEL, "variant": cfg.variant, "name": cfg.run_name,
                      "fingerprint": fingerprint,
                      "rates": {}}
     agg_rows = []
     for rates in grid:
-        records = [r for s in seeds if (r := read_cell(out_dir, rates, s, fingerprint)) is not None]
+        by_seed = {record["seed"]: record for record in cells.get(rates, [])}
+        records = [by_seed[s] for s in seeds if s in by_seed]
         if not records:
             continue
         keys = list(records[0]["test"].keys())
